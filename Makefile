@@ -1,0 +1,49 @@
+# qvltrain: `make demo` trains the tiny model on CPU (or GPU); `make test` runs the test suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# torch is installed first and on its own so no other package pulls a multi-GB CUDA build onto a CPU
+# machine. The default is the CPU build kept on this kind of machine's local disk; on a GPU machine
+# the same version resolves to its CUDA build. Override, e.g. `make setup TORCH_SPEC="torch==2.6.0"`.
+TORCH_SPEC ?= torch==2.13.0
+NUM_RANKS ?= 2
+DEMO_STEPS ?= 40
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo data test test-fast lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install qvltrain with its pinned dependencies (idempotent)
+
+data: setup ## Write the demo shards (synthetic shape captions) into data/synthetic
+	$(PY) -m data_recipes.synthetic_shapes --out data/synthetic
+
+demo: data ## Train the tiny model (stage vit_pretrain) on 2 CPU ranks under DeepSpeed ZeRO-3
+	PATH=$(VENV)/bin:$$PATH deepspeed --num_gpus $(NUM_RANKS) launch/train.py +stage=vit_pretrain \
+	    train.max_steps=$(DEMO_STEPS) train.run_dir=runs/demo_vit_pretrain
+
+test: setup ## Run the test suite (CPU; GPU tests are deselected)
+	$(PY) -m pytest -q tests
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## ruff format in place
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: ## Remove runs, demo data and caches (keeps .venv)
+	rm -rf runs data/synthetic .pytest_cache

@@ -1,0 +1,87 @@
+"""The module DeepSpeed wraps: batch in, summed token loss out.
+
+It runs the vision tower ONCE per micro-batch over images and video tubes together (one grid list,
+in token order), scatters the merged features into the pad-token slots, and runs the LLM. A rank
+whose micro-batch has no media runs the tower on a 2x2 dummy patch and adds its output times zero,
+so every rank calls every ZeRO-3 parameter gather the same number of times (invariant 3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Qwen2VLForConditionalGeneration
+from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
+
+from qvltrain.data.batch import Batch
+from qvltrain.vision.device import rows_to_pixel_values
+
+
+class VisionLanguageTrainModule(nn.Module):
+    def __init__(self, model: Qwen2VLForConditionalGeneration, frozen_vision_tower: bool = False):
+        super().__init__()
+        self.model = model
+        self.frozen_vision_tower = frozen_vision_tower
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def _visual_features(self, batch: Batch, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
+        """Merged visual features [N, hidden] in token order, and whether they are a dummy."""
+        visual = self.model.model.visual
+        if batch.pixel_rows is None or batch.pixel_rows.shape[0] == 0:
+            merge = visual.spatial_merge_size
+            grid_thw = torch.tensor([[1, merge, merge]], device=batch.input_ids.device)
+            vision_config = visual.config
+            patch_dim = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
+            pixel_values = torch.zeros(merge * merge, patch_dim, device=grid_thw.device)
+            is_dummy = True
+        else:
+            grid_thw = batch.grid_thw
+            pixel_values = rows_to_pixel_values(batch.pixel_rows, batch.grid_thw, batch.temporal_repeat)
+            is_dummy = False
+        pixel_values = pixel_values.to(dtype)
+        if self.frozen_vision_tower:
+            # The frozen tower keeps no activations; the merger (trainable) runs with grad below.
+            with torch.no_grad():
+                hidden = self._tower_blocks(pixel_values, grid_thw)
+            features = visual.merger(hidden)
+        else:
+            features = visual(pixel_values, grid_thw=grid_thw).pooler_output
+        return features, is_dummy
+
+    def _tower_blocks(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """The vision tower up to (not including) the merger."""
+        visual = self.model.model.visual
+        position_ids = get_vision_position_ids(grid_thw, visual.spatial_merge_size, kwargs={})
+        cu_seqlens, max_seqlen = get_vision_attention_seqlens(grid_thw, visual.config, kwargs={})
+        hidden = visual.patch_embed(pixel_values)
+        position_embeddings = visual.rotary_pos_emb(hidden, position_ids)
+        for block in visual.blocks:
+            hidden = block(hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings)
+        return hidden
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of token losses, number of loss tokens) of the micro-batch; divide by the global count."""
+        language_model = self.model.model.language_model
+        inputs_embeds = language_model.embed_tokens(batch.input_ids)  # [B, L, H]
+        features, is_dummy = self._visual_features(batch, inputs_embeds.dtype)
+        if is_dummy:
+            inputs_embeds = inputs_embeds + 0.0 * features.sum()
+        else:
+            visual_slots = batch.mm_token_type_ids > 0  # [B, L]
+            if int(visual_slots.sum()) != features.shape[0]:
+                raise ValueError(
+                    f"batch {batch.keys[:4]}: {int(visual_slots.sum())} visual pad tokens but the tower made "
+                    f"{features.shape[0]} features; a visual block was cut or a grid is wrong"
+                )
+            inputs_embeds = inputs_embeds.masked_scatter(visual_slots.unsqueeze(-1), features.to(inputs_embeds.dtype))
+        hidden = language_model(
+            inputs_embeds=inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        ).last_hidden_state
+        logits = self.model.lm_head(hidden[:, :-1]).float()  # [B, L-1, V]
+        targets = batch.labels[:, 1:]
+        loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+        return loss_sum, (targets != -100).sum()

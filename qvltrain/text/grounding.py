@@ -1,0 +1,80 @@
+"""Box strings per model family: pixel boxes on the ORIGINAL image -> the text inside `<|box_start|>...`.
+
+Shards store raw pixel boxes `[x1, y1, x2, y2]` (x right, y down, on the original image of size
+`(width, height)`); each model family converts them at render time. Qwen2-VL writes coordinates
+relative to the original image as integers in [0, 1000): `(x1,y1),(x2,y2)`. Qwen2.5-VL (absolute
+pixels of the resized image) can be added as another entry of `BOX_FORMATTERS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from qvltrain.text.errors import SkipSample
+
+QWEN2_VL_COORDINATE_SCALE = 1000
+
+
+@dataclass(frozen=True)
+class BoxText:
+    """The rendered coordinates of one box and whether it had to be clipped to the image."""
+
+    text: str
+    """What goes between `<|box_start|>` and `<|box_end|>`, e.g. "(176,106),(232,160)"."""
+    clipped: bool
+    """True when the pixel box reached outside the image and was clipped to it."""
+
+
+def clip_pixel_box(bbox: Sequence[float], image_size: tuple[int, int]) -> tuple[tuple[float, ...], bool]:
+    """Clip `[x1, y1, x2, y2]` to `[0, width] x [0, height]`; raise SkipSample for unusable boxes.
+
+    A flipped box (x1 > x2 or y1 > y2) is a data error we do not guess at (it may be xywh); a box
+    with no area inside the image is degenerate. Both are counted skips.
+    """
+    if len(bbox) != 4:
+        raise SkipSample("degenerate_box", f"box {list(bbox)} must have 4 numbers [x1, y1, x2, y2]")
+    width, height = image_size
+    if width <= 0 or height <= 0:
+        raise SkipSample("degenerate_box", f"image size {image_size} has no area")
+    x1, y1, x2, y2 = (float(value) for value in bbox)
+    if not all(math.isfinite(value) for value in (x1, y1, x2, y2)):
+        raise SkipSample("degenerate_box", f"box {list(bbox)} has a non-finite coordinate")
+    if x1 > x2 or y1 > y2:
+        raise SkipSample("flipped_box", f"box {list(bbox)} has x1 > x2 or y1 > y2")
+    clipped_box = (
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
+    )
+    if clipped_box[0] >= clipped_box[2] or clipped_box[1] >= clipped_box[3]:
+        raise SkipSample("degenerate_box", f"box {list(bbox)} has no area inside the {width}x{height} image")
+    return clipped_box, clipped_box != (x1, y1, x2, y2)
+
+
+def qwen2_vl_relative(value: float, size: int) -> int:
+    """One pixel coordinate -> Qwen2-VL's integer in [0, 1000): floor(value / size * 1000), 1000 -> 999.
+
+    The far edge (value == size) lands on 999 so the range stays half-open as the release uses it.
+    """
+    scaled = math.floor(value * QWEN2_VL_COORDINATE_SCALE / size)
+    return min(max(scaled, 0), QWEN2_VL_COORDINATE_SCALE - 1)
+
+
+def qwen2_vl_box_text(bbox: Sequence[float], image_size: tuple[int, int]) -> BoxText:
+    """Qwen2-VL: `(x1,y1),(x2,y2)` relative to the original image, integers in [0, 1000)."""
+    (x1, y1, x2, y2), clipped = clip_pixel_box(bbox, image_size)
+    width, height = image_size
+    text = (
+        f"({qwen2_vl_relative(x1, width)},{qwen2_vl_relative(y1, height)}),"
+        f"({qwen2_vl_relative(x2, width)},{qwen2_vl_relative(y2, height)})"
+    )
+    return BoxText(text=text, clipped=clipped)
+
+
+BoxFormatter = Callable[[Sequence[float], tuple[int, int]], BoxText]
+
+# Model family -> box formatter. Qwen2.5-VL needs the resized size too; it will take it from here.
+BOX_FORMATTERS: dict[str, BoxFormatter] = {"qwen2_vl": qwen2_vl_box_text}

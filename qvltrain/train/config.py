@@ -1,0 +1,34 @@
+"""Configuration of the training loop itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qvltrain.train.schedule import ScheduleConfig
+
+
+@dataclass
+class TrainConfig:
+    """Steps, accumulation, optimizer and run directory."""
+
+    run_dir: str = "runs/default"
+    """Run directory shared by all ranks (config.yaml, metrics.jsonl, checkpoints, wandb)."""
+    max_steps: int = 50
+    """Optimizer steps to train."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step and rank."""
+    weight_decay: float = 0.1
+    """AdamW weight decay of matrices (norms and biases get none)."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    seed: int = 0
+    """Seed of model initialisation and everything random in the step."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """Learning-rate schedule."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"train.adam_betas={list(self.adam_betas)}: expected two numbers in [0, 1)")

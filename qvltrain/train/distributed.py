@@ -1,0 +1,56 @@
+"""Process-group set-up that works under the DeepSpeed launcher, SLURM, torchrun or plain python."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+
+
+def use_cpu_accelerator() -> bool:
+    """No CUDA device: DeepSpeed's CPU accelerator and gloo. Must run before deepspeed is imported."""
+    if torch.cuda.is_available():
+        return False
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) after joining the process group.
+
+    A process started without a launcher becomes a world of one, so `python launch/train.py`
+    runs the same code path as `deepspeed launch/train.py`.
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(
+            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
+        )
+    cpu = use_cpu_accelerator()
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo" if cpu else "nccl", verbose=False)
+    rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not cpu:
+        torch.cuda.set_device(local_rank)
+    return rank, world_size, local_rank
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum a few scalars across ranks in one collective (float64 so token counts stay exact)."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def barrier() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
