@@ -4,13 +4,14 @@ Why this exists: the processor tokenizes one long string, but Qwen2's tokenizer 
 token before BPE, so tokenizing each run of text between special tokens and splicing the special ids
 in between gives exactly the same ids, without Jinja or the per-sample string work. Text pieces that
 touch (a role header and its content, two text items) are encoded TOGETHER, because BPE merges and
-the pre-tokenizer regex can cross their boundary ("?" + "\\n" is one piece). A token belongs to the
-piece holding its first character; that piece decides whether it is trained.
+the pre-tokenizer regex can cross their boundary ("?" + "\\n" is one piece). A token that overlaps
+a trained piece is trained: a prompt "Q? " followed by the answer "A" ends in the token " A", which the
+model must learn to predict.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from qvltrain.text.tokenizer import TokenizerInfo
@@ -39,6 +40,7 @@ class TokenSequenceBuilder:
         self._visual_spans: list[tuple[int, int]] = []
         self._pending_texts: list[str] = []
         self._pending_trained: list[bool] = []
+        self._pending_turn_chars: list[int] = []  # turn ends inside a pending text run, as char offsets
 
     def __len__(self) -> int:
         self._flush_text()
@@ -69,13 +71,21 @@ class TokenSequenceBuilder:
         self._visual_spans.append((start, len(self._ids)))
 
     def end_turn(self) -> None:
-        """Mark the current length as a turn boundary (a legal truncation point)."""
-        self._turn_ends.append(len(self))
+        """Mark the current length as a turn boundary (a legal truncation point).
+
+        Inside a text run (plain: one message's text runs into the next) the run is not cut: it is
+        tokenized whole and the boundary becomes the first token starting at or after it.
+        """
+        if self._pending_texts:
+            self._pending_turn_chars.append(sum(len(text) for text in self._pending_texts))
+        else:
+            self._turn_ends.append(len(self._ids))
 
     def extend_last_turn(self) -> None:
         """Move the last turn boundary to the current length (trailing tokens belong to that turn)."""
+        self._flush_text()
         if self._turn_ends:
-            self._turn_ends[-1] = len(self)
+            self._turn_ends[-1] = len(self._ids)
         else:
             self.end_turn()
 
@@ -86,10 +96,13 @@ class TokenSequenceBuilder:
     def _flush_text(self) -> None:
         if not self._pending_texts:
             return
-        texts, flags = self._pending_texts, self._pending_trained
-        self._pending_texts, self._pending_trained = [], []
+        texts, flags, turn_chars = self._pending_texts, self._pending_trained, self._pending_turn_chars
+        self._pending_texts, self._pending_trained, self._pending_turn_chars = [], [], []
         encoding = self._info.encode("".join(texts))
         ids = encoding.ids
+        if turn_chars:
+            token_starts = [start for start, _ in encoding.offsets]
+            self._turn_ends.extend(len(self._ids) + bisect_left(token_starts, char) for char in turn_chars)
         if all(flag == flags[0] for flag in flags):
             trained = [flags[0]] * len(ids)
         else:
@@ -98,7 +111,11 @@ class TokenSequenceBuilder:
             for text in texts:
                 piece_starts.append(cursor)
                 cursor += len(text)
-            trained = [flags[bisect_right(piece_starts, start) - 1] for start, _ in encoding.offsets]
+            trained = []
+            for start, end in encoding.offsets:
+                first_piece = bisect_right(piece_starts, start) - 1
+                last_piece = bisect_right(piece_starts, max(end, start + 1) - 1) - 1
+                trained.append(any(flags[first_piece : last_piece + 1]))
         self._ids.extend(ids)
         self._trained.extend(trained)
         self._mm_types.extend([MM_TEXT] * len(ids))

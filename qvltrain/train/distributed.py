@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 
 import torch
 
@@ -33,6 +34,8 @@ def init_distributed() -> tuple[int, int, int]:
             RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
         )
     cpu = use_cpu_accelerator()
+    # DeepSpeed calls the c10d collectives torch renamed; the warning repeats every step.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="gloo" if cpu else "nccl", verbose=False)

@@ -77,9 +77,13 @@ class VideoBudget:
         for field_name in ("min_frames", "max_frames"):
             value = getattr(self, field_name)
             if value < TEMPORAL_PATCH_SIZE or value % TEMPORAL_PATCH_SIZE:
-                raise ValueError(f"video_budget.{field_name}={value}: must be even and >= {TEMPORAL_PATCH_SIZE}")
+                raise ValueError(
+                    f"video_budget.{field_name}={value}: must be even and >= {TEMPORAL_PATCH_SIZE}"
+                )
         if self.max_frames < self.min_frames:
-            raise ValueError(f"video_budget.max_frames={self.max_frames}: must be >= min_frames={self.min_frames}")
+            raise ValueError(
+                f"video_budget.max_frames={self.max_frames}: must be >= min_frames={self.min_frames}"
+            )
 
     def frame_max_pixels(self, num_frames: int) -> int:
         """Per-frame max area when `num_frames` frames share `total_pixels`.

@@ -9,16 +9,25 @@ of its grid_thw, so images and videos mix freely; see `collate_patches`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 
-from qvltrain.vision.layout import CLIP_MEAN, CLIP_STD, FRAME_BYTES, PATCH_SIZE, ROW_WIDTH, TEMPORAL_PATCH_SIZE
+from qvltrain.vision.layout import (
+    CLIP_MEAN,
+    CLIP_STD,
+    FRAME_BYTES,
+    PATCH_SIZE,
+    ROW_WIDTH,
+    TEMPORAL_PATCH_SIZE,
+)
 from qvltrain.vision.patches import VisualPatches
 
 _PATCH_AREA = PATCH_SIZE * PATCH_SIZE
 
 
+@functools.lru_cache(maxsize=8)
 def _scale_and_bias(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel a, b with a*u + b == (u/255 - mean) / std, shaped [1, 3, 1, 1] float32."""
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float64)
@@ -54,12 +63,14 @@ def rows_to_pixel_values(
     Reads the (small) grid to the host once; consecutive items of one kind share one kernel.
     """
     if pixel_rows.dtype != torch.uint8 or pixel_rows.dim() != 2 or pixel_rows.shape[1] != FRAME_BYTES:
-        raise ValueError(f"pixel_rows must be uint8 [R, {FRAME_BYTES}], got {pixel_rows.dtype} {list(pixel_rows.shape)}")
+        raise ValueError(
+            f"pixel_rows must be uint8 [R, {FRAME_BYTES}], got {pixel_rows.dtype} {list(pixel_rows.shape)}"
+        )
     patches_per_item = grid_thw.prod(dim=-1).tolist()
     repeats = temporal_repeat.tolist()
     if len(patches_per_item) != len(repeats):
         raise ValueError(f"grid_thw has {len(patches_per_item)} items but temporal_repeat {len(repeats)}")
-    stored_per_item = [n * TEMPORAL_PATCH_SIZE // r for n, r in zip(patches_per_item, repeats)]
+    stored_per_item = [n * TEMPORAL_PATCH_SIZE // r for n, r in zip(patches_per_item, repeats, strict=True)]
     if sum(stored_per_item) != pixel_rows.shape[0]:
         raise ValueError(
             f"pixel_rows has {pixel_rows.shape[0]} rows but grid_thw and temporal_repeat need {sum(stored_per_item)}"

@@ -51,7 +51,9 @@ class VisualPatches:
 def patchify_image(pixels: np.ndarray) -> torch.Tensor:
     """Resized image [H, W, 3] uint8 -> rows [H/14 * W/14, 588] uint8, one frame per row."""
     height, width, channels = pixels.shape
-    assert channels == 3 and height % (PATCH_SIZE * MERGE_SIZE) == 0 and width % (PATCH_SIZE * MERGE_SIZE) == 0
+    assert (
+        channels == 3 and height % (PATCH_SIZE * MERGE_SIZE) == 0 and width % (PATCH_SIZE * MERGE_SIZE) == 0
+    )
     grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
     # Channel-first once on the whole image makes the block copy below move 14-byte runs,
     # which measured faster than gathering single bytes out of the interleaved RGB.

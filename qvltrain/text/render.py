@@ -1,0 +1,83 @@
+"""render_sample: a decoded sample's messages -> RenderedSample (ids, labels, modality types, positions).
+
+    info = TokenizerInfo.from_tokenizer(load_tokenizer(path))   # once per process
+    sample = render_sample(messages, visual_grids, image_sizes, info, RenderConfig(template="chatml"))
+
+The renderers never build the template string: text runs are tokenized between special tokens and
+the special / pad ids spliced in by id (see builder.py for why this is exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from qvltrain.model.rope import mrope_positions, position_ids_with_text_row
+from qvltrain.text.builder import TokenSequenceBuilder
+from qvltrain.text.chatml import render_chatml
+from qvltrain.text.config import RenderConfig
+from qvltrain.text.content import ContentRenderer
+from qvltrain.text.errors import SkipSample
+from qvltrain.text.plain import render_plain
+from qvltrain.text.sample import IGNORE_INDEX, RenderedSample
+from qvltrain.text.tokenizer import TokenizerInfo
+from qvltrain.text.truncate import truncate_at_turn_boundary
+
+RENDERERS = {"chatml": render_chatml, "plain": render_plain}
+
+
+def render_sample(
+    messages: list[dict],
+    visual_grids: Sequence[tuple[int, int, int]],
+    image_sizes: Sequence[tuple[int, int]],
+    tokenizer_info: TokenizerInfo,
+    config: RenderConfig,
+) -> RenderedSample:
+    """Render one sample; raises SkipSample (counted by `.reason`) for data it cannot train on.
+
+    visual_grids: grid_thw BEFORE merging, one per image/video item in order of appearance.
+    image_sizes: original (width, height) of each image item, in order (for boxes).
+    """
+    builder = TokenSequenceBuilder(tokenizer_info)
+    content = ContentRenderer(
+        builder=builder,
+        info=tokenizer_info,
+        config=config,
+        visual_grids=[tuple(int(value) for value in grid) for grid in visual_grids],
+        image_sizes=list(image_sizes),
+    )
+    RENDERERS[config.template](messages, content)
+    content.check_all_grids_used()
+    built = builder.finish()
+
+    input_ids = torch.tensor(built.ids, dtype=torch.long)  # [L]
+    trained = torch.tensor(built.trained, dtype=torch.bool)  # [L]
+    if trained.numel():
+        trained[0] = False  # never predicted (no previous token); keeps packs from training across samples
+    labels = torch.where(trained, input_ids, torch.full_like(input_ids, IGNORE_INDEX))  # [L]
+    mm_token_type_ids = torch.tensor(built.mm_types, dtype=torch.long)  # [L]
+    visual_grids_used = tuple(content.visual_grids[: len(content.visual_kinds)])
+    sample = RenderedSample(
+        input_ids=input_ids,
+        labels=labels,
+        mm_token_type_ids=mm_token_type_ids,
+        position_ids=position_ids_with_text_row(
+            mrope_positions(
+                mm_token_type_ids,
+                [grid for kind, grid in zip(content.visual_kinds, visual_grids_used) if kind == "image"],
+                [grid for kind, grid in zip(content.visual_kinds, visual_grids_used) if kind == "video"],
+                config.spatial_merge_size,
+            )
+        ),
+        visual_kinds=tuple(content.visual_kinds),
+        visual_grids=visual_grids_used,
+        visual_spans=tuple(built.visual_spans),
+        turn_ends=tuple(built.turn_ends),
+        num_clipped_boxes=content.num_clipped_boxes,
+    )
+    if sample.num_loss_tokens == 0:
+        raise SkipSample("no_trained_tokens", f"{config.template} rendering of {len(sample)} tokens trains nothing")
+    if config.max_length is not None:
+        sample = truncate_at_turn_boundary(sample, config.max_length)
+    return sample

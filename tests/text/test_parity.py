@@ -1,0 +1,86 @@
+"""Our rendered ids, modality types and positions equal transformers' processor + get_rope_index.
+
+140 seeded conversations (text-only, single image, multi-image, video, mixed, multi-turn, grounding),
+with and without vision ids, against the bundled tiny tokenizer; the same against a real Qwen2-VL
+release tokenizer when one is on this machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qvltrain.text.config import RenderConfig
+from qvltrain.text.render import render_sample
+from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
+
+from ..model.test_rope import RopeIndexOracle
+from .conversations import KINDS, ConversationGenerator, oracle_messages, oracle_plain_text
+from .oracle import build_oracle, oracle_encode, release_tokenizer_dir, visual_grids_in_order
+
+NUM_PER_KIND = 20
+
+
+def check_chatml_parity(tokenizer, seed: int, num_per_kind: int) -> int:
+    processor = build_oracle(tokenizer)
+    info = TokenizerInfo.from_tokenizer(tokenizer)
+    rope_oracle = RopeIndexOracle()
+    generator = ConversationGenerator(seed)
+    num_checked = 0
+    for kind in KINDS:
+        for index in range(num_per_kind):
+            conversation = generator.generate(kind)
+            add_vision_ids = index % 3 == 0
+            text = processor.apply_chat_template(
+                oracle_messages(conversation), tokenize=False, add_vision_id=add_vision_ids
+            )
+            expected = oracle_encode(processor, text, conversation)
+            grids = visual_grids_in_order(conversation, expected["image_grids"], expected["video_grids"])
+            config = RenderConfig(template="chatml", add_vision_ids=add_vision_ids)
+            sample = render_sample(conversation.messages, grids, conversation.image_sizes, info, config)
+
+            context = f"{kind} #{index}: {text!r}"
+            assert sample.input_ids.tolist() == expected["input_ids"], context
+            assert sample.mm_token_type_ids.tolist() == expected["mm_token_type_ids"], context
+            as_grid = lambda grids: torch.tensor(grids).reshape(-1, 3) if grids else None  # noqa: E731
+            oracle_positions, _ = rope_oracle.get_rope_index(
+                sample.input_ids[None],
+                torch.tensor(expected["mm_token_type_ids"])[None],
+                as_grid(expected["image_grids"]),
+                as_grid(expected["video_grids"]),
+            )
+            assert torch.equal(sample.position_ids[1:], oracle_positions[:, 0]), context
+            assert sample.position_ids[0].tolist() == list(range(len(sample))), context
+            num_checked += 1
+    return num_checked
+
+
+def test_chatml_parity_with_processor_and_get_rope_index():
+    assert check_chatml_parity(load_tokenizer(None), seed=7, num_per_kind=NUM_PER_KIND) == 140
+
+
+def test_plain_parity_with_processor():
+    tokenizer = load_tokenizer(None)
+    processor = build_oracle(tokenizer)
+    info = TokenizerInfo.from_tokenizer(tokenizer)
+    generator = ConversationGenerator(seed=11)
+    for kind in KINDS:
+        for index in range(5):
+            conversation = generator.generate(kind)
+            expected = oracle_encode(processor, oracle_plain_text(conversation), conversation)
+            grids = visual_grids_in_order(conversation, expected["image_grids"], expected["video_grids"])
+            sample = render_sample(
+                conversation.messages, grids, conversation.image_sizes, info, RenderConfig(template="plain")
+            )
+            assert sample.input_ids.tolist() == expected["input_ids"], f"{kind} #{index}"
+            assert sample.mm_token_type_ids.tolist() == expected["mm_token_type_ids"], f"{kind} #{index}"
+
+
+def test_chatml_parity_with_release_tokenizer():
+    directory = release_tokenizer_dir()
+    if directory is None:
+        pytest.skip(
+            "no Qwen2-VL release tokenizer on this machine (set QVLTRAIN_QWEN2VL_TOKENIZER to a local "
+            "Qwen2-VL-*-Instruct directory, or have one in the HF cache)"
+        )
+    assert check_chatml_parity(load_tokenizer(directory), seed=13, num_per_kind=5) == 35
