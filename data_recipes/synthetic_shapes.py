@@ -43,12 +43,16 @@ def draw_sample(rng: random.Random) -> tuple[Image.Image, str]:
     elif shape == "square":
         draw.rectangle(box, fill=COLORS[color_name])
     else:
-        draw.polygon([(left + side // 2, top), (left, top + side), (left + side, top + side)], fill=COLORS[color_name])
+        draw.polygon(
+            [(left + side // 2, top), (left, top + side), (left + side, top + side)], fill=COLORS[color_name]
+        )
     return image, f"a {color_name} {shape}"
 
 
 def sample_json(caption: str, width: int, height: int, num_text_tokens: int) -> dict:
-    resized_h, resized_w = smart_resize(height, width, min_pixels=RECIPE_BUDGET.min_pixels, max_pixels=RECIPE_BUDGET.max_pixels)
+    resized_h, resized_w = smart_resize(
+        height, width, min_pixels=RECIPE_BUDGET.min_pixels, max_pixels=RECIPE_BUDGET.max_pixels
+    )
     num_visual_tokens = resized_h * resized_w // (28 * 28) + 2  # + vision_start / vision_end
     return {
         "task": "caption",
@@ -56,11 +60,17 @@ def sample_json(caption: str, width: int, height: int, num_text_tokens: int) -> 
             {"role": "user", "content": [{"type": "image", "file": "0.jpg"}]},
             {"role": "assistant", "content": [{"type": "text", "text": caption}]},
         ],
-        "meta": {"source": "synthetic_shapes", "image_sizes": [[width, height]], "num_tokens": num_visual_tokens + num_text_tokens},
+        "meta": {
+            "source": "synthetic_shapes",
+            "image_sizes": [[width, height]],
+            "num_tokens": num_visual_tokens + num_text_tokens,
+        },
     }
 
 
-def write_split(out_dir: str, split: str, num_samples: int, seed: int, samples_per_shard: int) -> dict[str, int]:
+def write_split(
+    out_dir: str, split: str, num_samples: int, seed: int, samples_per_shard: int
+) -> dict[str, int]:
     from qvltrain.text.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(None)
@@ -71,7 +81,11 @@ def write_split(out_dir: str, split: str, num_samples: int, seed: int, samples_p
             encoded = io.BytesIO()
             image.save(encoded, format="JPEG", quality=92)
             num_text_tokens = len(tokenizer(caption)["input_ids"]) + 1  # + end of text
-            writer.write(f"{split}{index:07d}", sample_json(caption, *image.size, num_text_tokens), {"0.jpg": encoded.getvalue()})
+            writer.write(
+                f"{split}{index:07d}",
+                sample_json(caption, *image.size, num_text_tokens),
+                {"0.jpg": encoded.getvalue()},
+            )
         return writer.counts
 
 

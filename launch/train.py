@@ -1,8 +1,8 @@
 """Entry point of every stage.
 
-    deepspeed launch/train.py +stage=vit_pretrain [hydra overrides]     # all local GPUs (or 2 CPU ranks
-                                                                         # with --num_gpus 2 on a CPU box)
-    python launch/train.py +stage=instruct model=qwen2vl_2b ...        # one process
+deepspeed launch/train.py +stage=vit_pretrain [hydra overrides]     # all local GPUs (or 2 CPU ranks
+                                                                     # with --num_gpus 2 on a CPU box)
+python launch/train.py +stage=instruct model=qwen2vl_2b ...        # one process
 """
 
 from __future__ import annotations

@@ -41,7 +41,12 @@ def test_each_stage_composes(stage: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "group,option", [(group, option) for group in ("model", "data", "deepspeed", "logger") for option in group_options(group)]
+    "group,option",
+    [
+        (group, option)
+        for group in ("model", "data", "deepspeed", "logger")
+        for option in group_options(group)
+    ],
 )
 def test_each_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
     overrides = ["+stage=full_pretrain", f"{group}={option}"]
@@ -91,7 +96,9 @@ def test_real_flavors_match_the_release_sizes() -> None:
 
     from qvltrain.model.flavors import build_hf_config
 
-    token_ids = dict(pad=151643, eos=151645, image_pad=151655, video_pad=151656, vision_start=151652, vision_end=151653)
+    token_ids = dict(
+        pad=151643, eos=151645, image_pad=151655, video_pad=151656, vision_start=151652, vision_end=151653
+    )
     # Release sizes: 2.21B and 8.29B; the ViT is ~675M (its merger's output width follows the LLM).
     expected = {"qwen2vl_2b": (2.1, 2.3, 665), "qwen2vl_7b": (8.2, 8.4, 675)}
     for flavor, (low, high, vision_millions) in expected.items():
@@ -101,4 +108,6 @@ def test_real_flavors_match_the_release_sizes() -> None:
             model = Qwen2VLForConditionalGeneration(hf_config)
         billions = sum(p.numel() for p in model.parameters()) / 1e9
         assert low < billions < high, (flavor, billions)
-        assert sum(p.numel() for p in model.model.visual.parameters()) / 1e6 == pytest.approx(vision_millions, rel=0.01)
+        assert sum(p.numel() for p in model.model.visual.parameters()) / 1e6 == pytest.approx(
+            vision_millions, rel=0.01
+        )

@@ -38,5 +38,7 @@ class Batch:
         moved = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            moved[item.name] = value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            moved[item.name] = (
+                value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            )
         return Batch(**moved)

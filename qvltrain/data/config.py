@@ -30,7 +30,9 @@ class DatasetConfig:
         if self.weight <= 0:
             raise ValueError(f"data dataset {self.name!r}: weight={self.weight} must be positive")
         if self.template not in (None, "plain", "chatml"):
-            raise ValueError(f"data dataset {self.name!r}: template={self.template!r}: expected plain or chatml")
+            raise ValueError(
+                f"data dataset {self.name!r}: template={self.template!r}: expected plain or chatml"
+            )
 
 
 @dataclass

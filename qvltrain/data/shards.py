@@ -46,7 +46,9 @@ class ShardWriter:
 
     def __init__(self, out_dir: str, prefix: str, max_samples: int = 1000, max_bytes: int = 1 << 30):
         if max_samples <= 0 or max_bytes <= 0:
-            raise ValueError(f"ShardWriter: max_samples={max_samples}, max_bytes={max_bytes}: must be positive")
+            raise ValueError(
+                f"ShardWriter: max_samples={max_samples}, max_bytes={max_bytes}: must be positive"
+            )
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir, self.prefix = out_dir, prefix
         self.max_samples, self.max_bytes = max_samples, max_bytes

@@ -58,7 +58,9 @@ def dataset_samples(
         epoch += 1
 
 
-def shuffled(samples: Iterator[DecodedSample], buffer_size: int, rng: random.Random) -> Iterator[DecodedSample]:
+def shuffled(
+    samples: Iterator[DecodedSample], buffer_size: int, rng: random.Random
+) -> Iterator[DecodedSample]:
     buffer: list[DecodedSample] = []
     for sample in samples:
         buffer.append(sample)
@@ -81,7 +83,11 @@ def collate(samples: list[DecodedSample], pad_id: int) -> Batch:
     position_ids = torch.zeros(3, batch_size, length, dtype=torch.long)
     for row, sample in enumerate(samples):
         n = len(sample.input_ids)
-        input_ids[row, :n], labels[row, :n], mm_types[row, :n] = sample.input_ids, sample.labels, sample.mm_token_type_ids
+        input_ids[row, :n], labels[row, :n], mm_types[row, :n] = (
+            sample.input_ids,
+            sample.labels,
+            sample.mm_token_type_ids,
+        )
         attention_mask[row, :n] = 1
         position_ids[:, row, :n] = sample.position_ids
         position_ids[:, row, n:] = sample.position_ids.max() + 1 + torch.arange(length - n)
@@ -102,7 +108,9 @@ def collate(samples: list[DecodedSample], pad_id: int) -> Batch:
 class TrainBatches:
     """Iterator of padded micro-batches for one rank; `skips` counts skipped samples by reason."""
 
-    def __init__(self, config: DataConfig, template: str, tokenizer, rank: int, world_size: int, datasets=None):
+    def __init__(
+        self, config: DataConfig, template: str, tokenizer, rank: int, world_size: int, datasets=None
+    ):
         datasets = config.train if datasets is None else datasets
         if not datasets:
             raise ValueError("data.train lists no dataset")
@@ -115,7 +123,12 @@ class TrainBatches:
         self._streams = [
             shuffled(
                 dataset_samples(
-                    d, SampleDecoder(d, template, info, config.max_length), config.seed, rank, world_size, self.skips
+                    d,
+                    SampleDecoder(d, template, info, config.max_length),
+                    config.seed,
+                    rank,
+                    world_size,
+                    self.skips,
                 ),
                 config.shuffle_buffer,
                 random.Random(f"{config.seed}-buffer-{d.name}-{rank}"),
@@ -134,5 +147,7 @@ class TrainBatches:
         return collate(samples, self.pad_id)
 
 
-def build_train_batches(config: DataConfig, template: str, tokenizer, rank: int, world_size: int) -> TrainBatches:
+def build_train_batches(
+    config: DataConfig, template: str, tokenizer, rank: int, world_size: int
+) -> TrainBatches:
     return TrainBatches(config, template, tokenizer, rank, world_size)

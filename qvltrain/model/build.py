@@ -7,6 +7,7 @@ live `HfDeepSpeedConfig` says stage 3), so a 7B model never materialises whole o
 from __future__ import annotations
 
 import os
+
 import torch
 from transformers import Qwen2VLForConditionalGeneration
 

@@ -60,7 +60,13 @@ class ModelConfig:
             raise ValueError(
                 f"model.attn_implementation={self.attn_implementation!r}: expected 'sdpa' or 'eager'"
             )
-        for name in ("llm_hidden_size", "llm_num_layers", "llm_num_heads", "llm_num_kv_heads", "vision_depth"):
+        for name in (
+            "llm_hidden_size",
+            "llm_num_layers",
+            "llm_num_heads",
+            "llm_num_kv_heads",
+            "vision_depth",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"model.{name}={getattr(self, name)}: must be positive")
         if self.llm_hidden_size % self.llm_num_heads:

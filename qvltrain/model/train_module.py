@@ -35,7 +35,9 @@ class VisionLanguageTrainModule(nn.Module):
             merge = visual.spatial_merge_size
             grid_thw = torch.tensor([[1, merge, merge]], device=batch.input_ids.device)
             vision_config = visual.config
-            patch_dim = vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
+            patch_dim = (
+                vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
+            )
             pixel_values = torch.zeros(merge * merge, patch_dim, device=grid_thw.device)
             is_dummy = True
         else:
@@ -60,7 +62,9 @@ class VisionLanguageTrainModule(nn.Module):
         hidden = visual.patch_embed(pixel_values)
         position_embeddings = visual.rotary_pos_emb(hidden, position_ids)
         for block in visual.blocks:
-            hidden = block(hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings)
+            hidden = block(
+                hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings
+            )
         return hidden
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,11 +81,15 @@ class VisionLanguageTrainModule(nn.Module):
                     f"batch {batch.keys[:4]}: {int(visual_slots.sum())} visual pad tokens but the tower made "
                     f"{features.shape[0]} features; a visual block was cut or a grid is wrong"
                 )
-            inputs_embeds = inputs_embeds.masked_scatter(visual_slots.unsqueeze(-1), features.to(inputs_embeds.dtype))
+            inputs_embeds = inputs_embeds.masked_scatter(
+                visual_slots.unsqueeze(-1), features.to(inputs_embeds.dtype)
+            )
         hidden = language_model(
             inputs_embeds=inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids
         ).last_hidden_state
         logits = self.model.lm_head(hidden[:, :-1]).float()  # [B, L-1, V]
         targets = batch.labels[:, 1:]
-        loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+        loss_sum = F.cross_entropy(
+            logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
+        )
         return loss_sum, (targets != -100).sum()

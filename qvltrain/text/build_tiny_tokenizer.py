@@ -56,7 +56,13 @@ MODEL_MAX_LENGTH = 32768
 def train_tiny_tokenizer() -> Tokenizer:
     """Train the byte-level BPE on the bundled corpus and append the special tokens."""
     tokenizer = Tokenizer(
-        BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False)
+        BPE(
+            unk_token=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+            byte_fallback=False,
+        )
     )
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -121,7 +127,9 @@ def special_tokens_map() -> dict:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
 
 def build_tiny_tokenizer(out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
@@ -138,8 +146,12 @@ def build_tiny_tokenizer(out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(DEFAULT_OUT_DIR), help="output directory (default: bundled asset)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT_DIR), help="output directory (default: bundled asset)"
+    )
     args = parser.parse_args(argv)
     out_path = build_tiny_tokenizer(args.out)
     vocab_size = Tokenizer.from_file(str(out_path / "tokenizer.json")).get_vocab_size(with_added_tokens=True)

@@ -58,7 +58,8 @@ class ContentRenderer:
         image_index = item.get("image", 0 if len(self.image_sizes) == 1 else None)
         if image_index is None or not 0 <= image_index < len(self.image_sizes):
             raise SkipSample(
-                "box_image_unknown", f"box names image {image_index!r}; {len(self.image_sizes)} image sizes known"
+                "box_image_unknown",
+                f"box names image {image_index!r}; {len(self.image_sizes)} image sizes known",
             )
         width, height = self.image_sizes[image_index]
         box = BOX_FORMATTERS[self.config.box_format](item["bbox"], (int(width), int(height)))
@@ -75,7 +76,9 @@ class ContentRenderer:
         t, h, w = self.visual_grids[visual_index]
         merge = self.config.spatial_merge_size
         if h % merge or w % merge or min(t, h, w) < 1:
-            raise ValueError(f"grid_thw {(t, h, w)} of visual item {visual_index} is not mergeable by {merge}")
+            raise ValueError(
+                f"grid_thw {(t, h, w)} of visual item {visual_index} is not mergeable by {merge}"
+            )
         self.visual_kinds.append(kind)
         if kind == "image":
             self.num_images += 1

@@ -65,8 +65,16 @@ def render_sample(
         position_ids=position_ids_with_text_row(
             mrope_positions(
                 mm_token_type_ids,
-                [grid for kind, grid in zip(content.visual_kinds, visual_grids_used) if kind == "image"],
-                [grid for kind, grid in zip(content.visual_kinds, visual_grids_used) if kind == "video"],
+                [
+                    grid
+                    for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)
+                    if kind == "image"
+                ],
+                [
+                    grid
+                    for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)
+                    if kind == "video"
+                ],
                 config.spatial_merge_size,
             )
         ),
@@ -77,7 +85,9 @@ def render_sample(
         num_clipped_boxes=content.num_clipped_boxes,
     )
     if sample.num_loss_tokens == 0:
-        raise SkipSample("no_trained_tokens", f"{config.template} rendering of {len(sample)} tokens trains nothing")
+        raise SkipSample(
+            "no_trained_tokens", f"{config.template} rendering of {len(sample)} tokens trains nothing"
+        )
     if config.max_length is not None:
         sample = truncate_at_turn_boundary(sample, config.max_length)
     return sample

@@ -43,12 +43,16 @@ class RenderedSample:
 
     @property
     def image_grid_thw(self) -> torch.Tensor:  # [I, 3]
-        grids = [grid for kind, grid in zip(self.visual_kinds, self.visual_grids) if kind == "image"]
+        grids = [
+            grid for kind, grid in zip(self.visual_kinds, self.visual_grids, strict=True) if kind == "image"
+        ]
         return torch.tensor(grids, dtype=torch.long).reshape(-1, 3)
 
     @property
     def video_grid_thw(self) -> torch.Tensor:  # [V, 3]
-        grids = [grid for kind, grid in zip(self.visual_kinds, self.visual_grids) if kind == "video"]
+        grids = [
+            grid for kind, grid in zip(self.visual_kinds, self.visual_grids, strict=True) if kind == "video"
+        ]
         return torch.tensor(grids, dtype=torch.long).reshape(-1, 3)
 
     def prefix(self, length: int) -> RenderedSample:

@@ -85,7 +85,9 @@ class SpecialTokens:
             else:
                 missing.append(token)
         if missing:
-            raise ValueError(f"tokenizer {tokenizer.name_or_path!r} lacks the Qwen2-VL special tokens {missing}")
+            raise ValueError(
+                f"tokenizer {tokenizer.name_or_path!r} lacks the Qwen2-VL special tokens {missing}"
+            )
         if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
             raise ValueError(f"tokenizer {tokenizer.name_or_path!r} must define pad_token and eos_token")
         return cls(**ids, pad=tokenizer.pad_token_id, eos=tokenizer.eos_token_id)

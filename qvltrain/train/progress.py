@@ -10,13 +10,19 @@ from tqdm import tqdm
 
 class ProgressBar:
     def __init__(self, total_steps: int, enabled: bool):
-        self._bar = tqdm(total=total_steps, desc="train", unit="step", file=sys.stdout, dynamic_ncols=True) if enabled else None
+        self._bar = (
+            tqdm(total=total_steps, desc="train", unit="step", file=sys.stdout, dynamic_ncols=True)
+            if enabled
+            else None
+        )
 
     def update(self, metrics: dict[str, Any]) -> None:
         if self._bar is None:
             return
         self._bar.set_postfix(
-            loss=f"{metrics['loss']:.4f}", gnorm=f"{metrics['grad_norm']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}"
+            loss=f"{metrics['loss']:.4f}",
+            gnorm=f"{metrics['grad_norm']:.3f}",
+            tok_s=f"{metrics['tokens_per_s']:.0f}",
         )
         self._bar.update(1)
 

@@ -49,7 +49,9 @@ def build_engine(config: Config, tokenizer, world_size: int, on_gpu: bool):
     seed_everything(config.train.seed)  # identical initial weights on every rank
     model = build_model(config.model, tokenizer, zero3=hf_deepspeed_config is not None)
     trainable_numel = apply_stage_freezing(model, config.stage)
-    module = VisionLanguageTrainModule(model, frozen_vision_tower="vision_tower" not in config.stage.trainable)
+    module = VisionLanguageTrainModule(
+        model, frozen_vision_tower="vision_tower" not in config.stage.trainable
+    )
     groups = parameter_groups(module, config.stage, config.train.weight_decay)
     optimizer = torch.optim.AdamW(groups, betas=tuple(config.train.adam_betas), foreach=False)
     engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)

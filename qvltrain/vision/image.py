@@ -30,6 +30,8 @@ def decode_image(data: bytes, name: str) -> Image.Image:
         raise VisualInputError("image_too_large", name, str(error)) from error
     except UnidentifiedImageError as error:
         raise VisualInputError("not_an_image", name, f"{len(data)} bytes PIL cannot identify") from error
+    except (OSError, SyntaxError, ValueError) as error:  # identified, but the header is cut short
+        raise VisualInputError("truncated_image", name, str(error)) from error
     try:
         # Decode now, so a cut file fails here as a counted skip and not later inside resize.
         image.load()

@@ -24,7 +24,9 @@ class RopeIndexOracle:
     def __call__(self, token_types: torch.Tensor, image_grids, video_grids) -> torch.Tensor:
         as_grid = lambda grids: torch.tensor(grids, dtype=torch.long).reshape(-1, 3) if grids else None  # noqa: E731
         input_ids = torch.zeros(1, token_types.numel(), dtype=torch.long)  # ids are not read, only types
-        positions, _ = self.get_rope_index(input_ids, token_types[None], as_grid(image_grids), as_grid(video_grids))
+        positions, _ = self.get_rope_index(
+            input_ids, token_types[None], as_grid(image_grids), as_grid(video_grids)
+        )
         return positions[:, 0]  # [3, L]
 
 

@@ -69,11 +69,15 @@ class ConversationGenerator:
         conversation = Conversation(kind, [], [], [], [])
         num_turns = rng.randint(2, 4) if kind in ("multi_turn", "mixed") else 1
         if rng.random() < 0.25:
-            conversation.messages.append({"role": "system", "content": [{"type": "text", "text": random_text(rng)}]})
+            conversation.messages.append(
+                {"role": "system", "content": [{"type": "text", "text": random_text(rng)}]}
+            )
         for turn in range(num_turns):
             user_items = self._user_items(kind, turn, conversation)
             conversation.messages.append({"role": "user", "content": user_items})
-            conversation.messages.append({"role": "assistant", "content": self._assistant_items(kind, conversation)})
+            conversation.messages.append(
+                {"role": "assistant", "content": self._assistant_items(kind, conversation)}
+            )
         if rng.random() < 0.15 and kind == "text":
             conversation.messages[-1]["content"] = random_text(rng)  # content as a plain string
         return conversation

@@ -59,11 +59,16 @@ def build_oracle(tokenizer) -> OracleProcessor:
 
 def oracle_encode(processor: OracleProcessor, text: str, conversation: Conversation) -> dict:
     """Run the processor on the rendered template text with the conversation's images and videos."""
-    images = [Image.new("RGB", size, color=(index * 40 % 256, 90, 160)) for index, size in enumerate(conversation.image_sizes)]
+    images = [
+        Image.new("RGB", size, color=(index * 40 % 256, 90, 160))
+        for index, size in enumerate(conversation.image_sizes)
+    ]
     videos = [np.zeros((2 * grid[0], 28, 28, 3), dtype=np.uint8) for grid in conversation.video_grids]
     processor.video_processor.next_grids = list(conversation.video_grids)
     outputs = processor(text=[text], images=images or None, videos=videos or None)
-    image_grids = [tuple(grid) for grid in np.asarray(outputs.get("image_grid_thw", np.zeros((0, 3)))).tolist()]
+    image_grids = [
+        tuple(grid) for grid in np.asarray(outputs.get("image_grid_thw", np.zeros((0, 3)))).tolist()
+    ]
     return {
         "input_ids": list(outputs["input_ids"][0]),
         "mm_token_type_ids": list(outputs["mm_token_type_ids"][0]),

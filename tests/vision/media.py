@@ -47,7 +47,9 @@ def _in_mode(pixels: np.ndarray, mode: str, seed: int) -> tuple[Image.Image, str
         palette.info["transparency"] = 3
         return palette, "PNG"
     if mode in ("LA", "RGBA"):
-        alpha = Image.fromarray(np.random.default_rng(seed).integers(0, 256, pixels.shape[:2], dtype=np.uint8))
+        alpha = Image.fromarray(
+            np.random.default_rng(seed).integers(0, 256, pixels.shape[:2], dtype=np.uint8)
+        )
         base = rgb.convert(mode[:-1])
         base.putalpha(alpha)
         return base, "PNG"
@@ -101,7 +103,9 @@ def write_video(
         base = smooth_pixels(size[0], size[1] * 2, seed)
         for index in range(num_frames):
             shift = index * 2 % size[1]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, shift : shift + size[1]]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(base[:, shift : shift + size[1]]), format="rgb24"
+            )
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
