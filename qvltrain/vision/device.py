@@ -43,9 +43,14 @@ def _normalise_into(stored: torch.Tensor, temporal_repeat: int, out: torch.Tenso
     num_patches = out.shape[0]
     frames_stored = TEMPORAL_PATCH_SIZE // temporal_repeat
     source = stored.reshape(num_patches, 3, frames_stored, _PATCH_AREA)
-    source = source.expand(num_patches, 3, TEMPORAL_PATCH_SIZE, _PATCH_AREA)  # image: a view, no copy
+    target = out.view(num_patches, 3, TEMPORAL_PATCH_SIZE, _PATCH_AREA)
     scale, bias = _scale_and_bias(out.device)
-    torch.addcmul(bias, source, scale, out=out.view(num_patches, 3, TEMPORAL_PATCH_SIZE, _PATCH_AREA))
+    # a * u + b in one kernel, into the first temporal slot (both slots for video) ...
+    torch.addcmul(bias, source, scale, out=target[:, :, :frames_stored])
+    if frames_stored < TEMPORAL_PATCH_SIZE:
+        # ... and an image's second frame as a plain copy, measured ~2x faster than computing a
+        # broadcast source twice.
+        target[:, :, frames_stored:] = target[:, :, :frames_stored]
 
 
 def rows_to_pixel_values(

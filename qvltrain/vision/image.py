@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
@@ -82,8 +81,7 @@ def image_to_patches(image: Image.Image, budget: ImageBudget, name: str = "<imag
     if image.mode != "RGB" or image.info.get("transparency") is not None:
         image = to_rgb(image, name)
     resized = resize_image(image, budget, name)
-    pixels = np.asarray(resized)  # [H, W, 3] uint8
-    rows = patchify_image(pixels)
+    rows = patchify_image(resized)
     grid_thw = (1, resized.height // PATCH_SIZE, resized.width // PATCH_SIZE)
     return VisualPatches(rows=rows, grid_thw=grid_thw, temporal_repeat=TEMPORAL_PATCH_SIZE)
 

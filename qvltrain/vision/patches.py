@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
-from qvltrain.vision.layout import FRAME_BYTES, MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE
+from qvltrain.vision.layout import FACTOR, FRAME_BYTES, MERGE_SIZE, PATCH_SIZE, TEMPORAL_PATCH_SIZE
 
 
 @dataclass
@@ -48,23 +49,20 @@ class VisualPatches:
         return self.num_patches // (MERGE_SIZE * MERGE_SIZE)
 
 
-def patchify_image(pixels: np.ndarray) -> torch.Tensor:
-    """Resized image [H, W, 3] uint8 -> rows [H/14 * W/14, 588] uint8, one frame per row."""
-    height, width, channels = pixels.shape
-    assert (
-        channels == 3 and height % (PATCH_SIZE * MERGE_SIZE) == 0 and width % (PATCH_SIZE * MERGE_SIZE) == 0
-    )
-    grid_h, grid_w = height // PATCH_SIZE, width // PATCH_SIZE
-    # Channel-first once on the whole image makes the block copy below move 14-byte runs,
-    # which measured faster than gathering single bytes out of the interleaved RGB.
-    planes = np.ascontiguousarray(pixels.transpose(2, 0, 1))  # [3, H, W]
-    blocks = planes.reshape(
-        3, grid_h // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE, grid_w // MERGE_SIZE, MERGE_SIZE, PATCH_SIZE
-    )
-    # -> (window row, window col, row in window, col in window, C, 14, 14)
-    blocks = blocks.transpose(1, 4, 2, 5, 0, 3, 6)
-    rows = np.ascontiguousarray(blocks).reshape(grid_h * grid_w, FRAME_BYTES)
-    return torch.from_numpy(rows)
+def patchify_image(image: Image.Image) -> torch.Tensor:
+    """Resized RGB image (sides multiples of 28) -> rows [H/14 * W/14, 588] uint8, one frame per row."""
+    width, height = image.size
+    assert image.mode == "RGB" and height % FACTOR == 0 and width % FACTOR == 0
+    windows_h, windows_w = height // FACTOR, width // FACTOR
+    # PIL's line-interleaved raw mode hands out each pixel row as its R, G and B planes: [H, 3, W].
+    lines = np.frombuffer(image.tobytes("raw", "RGB;L"), dtype=np.uint8)
+    lines = lines.reshape(windows_h, MERGE_SIZE, PATCH_SIZE, 3, windows_w, FACTOR)
+    # Two copies with long contiguous runs measured ~3x faster than one 7-D gather of short runs:
+    # first the window column outward, then the 2x2 window and the channel into row order.
+    by_window = np.ascontiguousarray(lines.transpose(0, 4, 1, 2, 3, 5))  # (wh, ww, mh, 14, C, 28)
+    by_window = by_window.reshape(windows_h, windows_w, MERGE_SIZE, PATCH_SIZE, 3, MERGE_SIZE, PATCH_SIZE)
+    rows = np.ascontiguousarray(by_window.transpose(0, 1, 2, 5, 4, 3, 6))  # (wh, ww, mh, mw, C, 14, 14)
+    return torch.from_numpy(rows.reshape(windows_h * windows_w * MERGE_SIZE * MERGE_SIZE, FRAME_BYTES))
 
 
 def patchify_frames(frames: torch.Tensor) -> torch.Tensor:
