@@ -13,7 +13,7 @@ NUM_RANKS ?= 2
 DEMO_STEPS ?= 40
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo data test test-fast lint format clean
+.PHONY: help setup demo data test parity bench lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,22 @@ demo: data ## Train the tiny model (stage vit_pretrain) on 2 CPU ranks under Dee
 
 test: setup ## Run the test suite (CPU; GPU tests are deselected)
 	$(PY) -m pytest -q tests
+
+# The video-processor oracle imports torchvision, which does not import beside the CPU torch build;
+# this separate venv holds torch 2.14.1 + torchvision 0.29.1 (~5.5 GB, about a minute from local wheels).
+PARITY_VENV ?= .venv-parity
+$(PARITY_VENV)/.installed: pyproject.toml
+	@test -x $(PARITY_VENV)/bin/python || python3 -m venv $(PARITY_VENV)
+	$(PARITY_VENV)/bin/pip install -q --upgrade "pip>=24"
+	$(PARITY_VENV)/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PARITY_VENV)/bin/pip install -q -e ".[dev]"
+	@touch $@
+
+parity: $(PARITY_VENV)/.installed ## Oracle parity including the video processor (needs torchvision: own venv)
+	$(PARITY_VENV)/bin/python -m pytest -q tests/vision tests/text
+
+bench: setup ## Benchmarks (JSON under bench_results/, tables to paste into docs/benchmarks.md)
+	$(PY) -m qvltrain.bench.vision
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qvltrain.train.checkpoint import CheckpointConfig
 from qvltrain.train.schedule import ScheduleConfig
 
 
@@ -25,10 +26,22 @@ class TrainConfig:
     """Seed of model initialisation and everything random in the step."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     """Learning-rate schedule."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpointing and resume."""
+    max_nonfinite_steps: int = 10
+    """Steps with a non-finite loss or grad norm that are skipped (on all ranks) before the run stops."""
+    inject_nonfinite_loss: list[int] = field(default_factory=list)
+    """Testing aid: [step, rank] makes that rank's loss NaN at that (1-based) step."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
+        if self.max_nonfinite_steps < 0:
+            raise ValueError(f"train.max_nonfinite_steps={self.max_nonfinite_steps}: must be >= 0")
+        if self.inject_nonfinite_loss and len(self.inject_nonfinite_loss) != 2:
+            raise ValueError(
+                f"train.inject_nonfinite_loss={list(self.inject_nonfinite_loss)}: expected [step, rank]"
+            )
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"train.adam_betas={list(self.adam_betas)}: expected two numbers in [0, 1)")

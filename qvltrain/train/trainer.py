@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +16,13 @@ import yaml
 
 from qvltrain.config import Config
 from qvltrain.data.batch import Batch
+from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from qvltrain.train.deepspeed_config import is_zero3, resolve_deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed
 from qvltrain.train.loggers import MetricsLogger
 from qvltrain.train.progress import ProgressBar
 from qvltrain.train.schedule import lr_multiplier
+from qvltrain.train.signals import StopRequest
 from qvltrain.train.stages import apply_stage_freezing, parameter_groups
 
 
@@ -85,9 +89,86 @@ class Trainer:
         self.logger = MetricsLogger(
             config.logger, self.run_dir, config.stage.name, resolved_config, enabled=self.rank == 0
         )
+        self.resolved_config = resolved_config
+        self.start_step = 0
+        self.tokens_seen = 0
+        self.num_nonfinite_steps = 0
+        self.stop_request = StopRequest().install()
         if self.rank == 0:
             counts = ", ".join(f"{group} {numel:,}" for group, numel in trainable_numel.items())
             print(f"[qvltrain] stage {config.stage.name}: trainable parameters: {counts}", flush=True)
+        if config.train.checkpoint.resume:
+            self._maybe_resume()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _meta(self, step: int) -> dict[str, Any]:
+        import deepspeed
+        import transformers
+
+        return {
+            "step": step,
+            "tokens_seen": self.tokens_seen,
+            "world_size": self.world_size,
+            "stage": self.config.stage.name,
+            "config": self.resolved_config,
+            "versions": {
+                "torch": torch.__version__,
+                "deepspeed": deepspeed.__version__,
+                "transformers": transformers.__version__,
+            },
+        }
+
+    def _rank_state(self) -> dict[str, Any]:
+        state_dict = getattr(self.batches, "state_dict", None)
+        return {
+            "data": state_dict() if state_dict is not None else None,
+            "tokens_seen": self.tokens_seen,
+            "num_nonfinite_steps": self.num_nonfinite_steps,
+        }
+
+    def save(self, step: int) -> str:
+        directory = save_checkpoint(
+            self.engine,
+            self.run_dir,
+            step,
+            self.rank,
+            self._rank_state(),
+            self._meta(step),
+            self.config.train.checkpoint.keep_last,
+        )
+        if self.rank == 0:
+            print(f"[qvltrain] checkpoint committed: {directory}", flush=True)
+        return directory
+
+    def _maybe_resume(self) -> None:
+        directory = latest_checkpoint(self.run_dir)
+        if directory is None:
+            return
+        meta = read_meta(directory)
+        checkpoint_config = self.config.train.checkpoint
+        if meta["world_size"] != self.world_size and not checkpoint_config.allow_world_size_change:
+            raise ValueError(
+                f"{directory} was written by {meta['world_size']} ranks, this run has {self.world_size}: the data "
+                "order would change. Resume anyway with train.checkpoint.allow_world_size_change=true, or "
+                "start a new run directory"
+            )
+        if (
+            meta["config"].get("data") != self.resolved_config.get("data")
+            and not checkpoint_config.allow_data_change
+        ):
+            raise ValueError(
+                f"the data config differs from the one saved in {directory}/meta.json. Resume anyway with "
+                "train.checkpoint.allow_data_change=true, or start a new run directory"
+            )
+        state = load_checkpoint(self.engine, directory, self.rank)
+        if state.get("data") is not None and hasattr(self.batches, "load_state_dict"):
+            self.batches.load_state_dict(state["data"])
+        self.tokens_seen = state["tokens_seen"]
+        self.num_nonfinite_steps = state["num_nonfinite_steps"]
+        self.start_step = meta["step"]
+        if self.rank == 0:
+            print(f"[qvltrain] resumed from {directory} at step {self.start_step}", flush=True)
 
     def _set_learning_rates(self, step: int) -> dict[str, float]:
         multiplier = lr_multiplier(step, self.config.train.max_steps, self.config.train.schedule)
@@ -110,19 +191,35 @@ class Trainer:
         # DeepSpeed divides by grad_accum_steps in backward and averages gradients over ranks.
         scale = self.world_size * grad_accum_steps / max(global_loss_tokens, 1.0)
         local_loss_sum = 0.0
+        inject = self.config.train.inject_nonfinite_loss
         for batch in micro_batches:
             loss_sum, _ = self.engine(batch.to(self.device))
+            if inject and inject[0] == step + 1 and inject[1] == self.rank:
+                loss_sum = loss_sum * float("nan")
+            # A non-finite loss on any rank makes every rank's reduced gradient non-finite, and
+            # DeepSpeed then skips the optimizer step on all of them (its grad norm is global).
             self.engine.backward(loss_sum * scale)
             self.engine.step()
             local_loss_sum += float(loss_sum.detach())
         real_tokens = sum(batch.num_real_tokens for batch in micro_batches)
-        global_loss_sum, global_real_tokens = all_reduce_sum([local_loss_sum, real_tokens], self.device)
+        global_loss_sum, global_real_tokens, stop_votes = all_reduce_sum(
+            [local_loss_sum, real_tokens, float(self.stop_request.requested)], self.device
+        )
         seconds = time.perf_counter() - start
         grad_norm = self.engine.get_global_grad_norm()
+        grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        loss = global_loss_sum / max(global_loss_tokens, 1.0)
+        # Both numbers are global, so every rank takes the same decision here.
+        skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
+        self.num_nonfinite_steps += int(skipped)
+        if not skipped:
+            self.tokens_seen += int(global_real_tokens)
         return {
             "step": step + 1,
-            "loss": global_loss_sum / max(global_loss_tokens, 1.0),
-            "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "skipped_nonfinite": int(skipped),
+            "stop_requested": int(stop_votes > 0),
             "tokens_per_s": global_real_tokens / seconds,
             "loss_tokens": int(global_loss_tokens),
             "data_wait_share": data_seconds / seconds,
@@ -132,19 +229,47 @@ class Trainer:
 
     def fit(self) -> list[dict[str, Any]]:
         history = []
-        max_steps = self.config.train.max_steps
-        progress = ProgressBar(max_steps, enabled=self.rank == 0)
-        for step in range(max_steps):
+        train_config = self.config.train
+        max_steps = train_config.max_steps
+        progress = ProgressBar(max_steps - self.start_step, enabled=self.rank == 0)
+        step = self.start_step
+        while step < max_steps:
             metrics = self.train_step(step)
+            step += 1
             history.append(metrics)
-            if (step + 1) % self.config.logger.log_every == 0 or step + 1 == max_steps:
+            if step % self.config.logger.log_every == 0 or step == max_steps:
                 self.logger.log(metrics)
             progress.update(metrics)
+            if self.num_nonfinite_steps > train_config.max_nonfinite_steps:
+                raise RuntimeError(
+                    f"{self.num_nonfinite_steps} steps had a non-finite loss or gradient norm (budget "
+                    f"train.max_nonfinite_steps={train_config.max_nonfinite_steps}); stopping at step {step}. "
+                    "Lower the learning rate or look for bad data around this step."
+                )
+            every = train_config.checkpoint.every_steps
+            if metrics["stop_requested"]:
+                self.save(step)
+                if self.rank == 0:
+                    print(
+                        f"[qvltrain] stopped at step {step} on request ({self.stop_request.signal_name or 'another rank'})",
+                        flush=True,
+                    )
+                progress.close()
+                self.logger.close()
+                barrier()
+                sys.exit(0)
+            if (every and step % every == 0) or (step == max_steps and train_config.checkpoint.save_at_end):
+                self.save(step)
         progress.close()
         self.logger.close()
-        if self.rank == 0:
+        if self.rank == 0 and history:
             first, last = history[0]["loss"], history[-1]["loss"]
-            print(f"[qvltrain] loss {first:.4f} -> {last:.4f} over {max_steps} steps", flush=True)
+            print(
+                f"[qvltrain] loss {first:.4f} -> {last:.4f} over steps {self.start_step + 1}..{max_steps}",
+                flush=True,
+            )
+        if self.rank == 0:
             print(f"[qvltrain] run directory: {self.run_dir}", flush=True)
         barrier()
+        self.stop_request.uninstall()
         return history

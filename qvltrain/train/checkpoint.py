@@ -1,0 +1,165 @@
+"""Checkpoints in the design's layout, written so a crash at any moment leaves a usable one.
+
+RUN/checkpoints/step_000123/
+  deepspeed/...      engine.save_checkpoint (every rank writes its partitions)
+  rank_00000.pt      per rank: RNG states, data pipeline state, trainer counters
+  meta.json          resolved config, versions, world size, step, tokens seen
+  COMMITTED          written by rank 0 after a barrier: only now is the checkpoint usable
+RUN/checkpoints/latest -> step_000123   moved (atomically) only after COMMITTED
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from qvltrain.train.distributed import barrier
+
+STEP_DIR = re.compile(r"^step_(\d{6,})$")
+DEEPSPEED_TAG = "state"
+
+
+@dataclass
+class CheckpointConfig:
+    """When to save, how many to keep, and how strict resume is."""
+
+    every_steps: int = 0
+    """Save every N optimizer steps (0: only at the end and on SIGTERM/SIGUSR1)."""
+    keep_last: int = 3
+    """Committed checkpoints kept; older ones are deleted after a new one commits (0 keeps all)."""
+    resume: bool = True
+    """Resume from RUN/checkpoints/latest when it exists (a run's own checkpoints win over init_from)."""
+    save_at_end: bool = True
+    """Save a checkpoint after the last step."""
+    allow_world_size_change: bool = False
+    """Resume even if the world size differs (the data order then differs from the original run)."""
+    allow_data_change: bool = False
+    """Resume even if the data config differs from the checkpoint's."""
+
+    def __post_init__(self) -> None:
+        if self.every_steps < 0:
+            raise ValueError(f"train.checkpoint.every_steps={self.every_steps}: must be >= 0")
+        if self.keep_last < 0:
+            raise ValueError(f"train.checkpoint.keep_last={self.keep_last}: must be >= 0")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_root(run_dir: str) -> str:
+    return os.path.join(run_dir, "checkpoints")
+
+
+def committed_steps(run_dir: str) -> list[int]:
+    """Steps of the usable checkpoints, oldest first."""
+    root = checkpoint_root(run_dir)
+    if not os.path.isdir(root):
+        return []
+    steps = []
+    for name in os.listdir(root):
+        match = STEP_DIR.match(name)
+        if match and os.path.exists(os.path.join(root, name, "COMMITTED")):
+            steps.append(int(match.group(1)))
+    return sorted(steps)
+
+
+def latest_checkpoint(run_dir: str) -> str | None:
+    """The checkpoint to resume from: `latest` if committed, else the newest committed step."""
+    root = checkpoint_root(run_dir)
+    latest = os.path.join(root, "latest")
+    if os.path.islink(latest) and os.path.exists(os.path.join(latest, "COMMITTED")):
+        return os.path.realpath(latest)
+    steps = committed_steps(run_dir)
+    return os.path.join(root, f"step_{steps[-1]:06d}") if steps else None
+
+
+def save_checkpoint(
+    engine,
+    run_dir: str,
+    step: int,
+    rank: int,
+    rank_state: dict[str, Any],
+    meta: dict[str, Any],
+    keep_last: int,
+) -> str:
+    """Collective: every rank calls it. Returns the checkpoint directory."""
+    directory = os.path.join(checkpoint_root(run_dir), f"step_{step:06d}")
+    if rank == 0:
+        if os.path.isdir(directory):  # an uncommitted leftover of a crash at this very step
+            shutil.rmtree(directory)
+        os.makedirs(directory)
+    barrier()
+    engine.save_checkpoint(os.path.join(directory, "deepspeed"), tag=DEEPSPEED_TAG, save_latest=False)
+    torch.save({**rank_state, "rng": rng_state()}, os.path.join(directory, f"rank_{rank:05d}.pt"))
+    if rank == 0:
+        with open(os.path.join(directory, "meta.json"), "w") as meta_file:
+            json.dump(meta, meta_file, indent=1, sort_keys=True, default=str)
+    barrier()  # every rank's files are on disk before the checkpoint is declared usable
+    if rank == 0:
+        _fsync_write(os.path.join(directory, "COMMITTED"), f"{step}\n")
+        _point_latest(run_dir, directory)
+        _prune(run_dir, keep_last)
+    barrier()
+    return directory
+
+
+def load_checkpoint(engine, directory: str, rank: int) -> dict[str, Any]:
+    """Collective: restore engine (weights, optimizer), this rank's RNG; returns its saved state."""
+    load_path, _ = engine.load_checkpoint(os.path.join(directory, "deepspeed"), tag=DEEPSPEED_TAG)
+    if load_path is None:
+        raise RuntimeError(f"DeepSpeed could not load the checkpoint in {directory}")
+    rank_file = os.path.join(directory, f"rank_{rank:05d}.pt")
+    if not os.path.exists(rank_file):
+        raise ValueError(f"{rank_file} does not exist: the checkpoint was written by fewer ranks")
+    state = torch.load(rank_file, weights_only=False)
+    set_rng_state(state.pop("rng"))
+    return state
+
+
+def read_meta(directory: str) -> dict[str, Any]:
+    with open(os.path.join(directory, "meta.json")) as meta_file:
+        return json.load(meta_file)
+
+
+def _fsync_write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _point_latest(run_dir: str, directory: str) -> None:
+    root = checkpoint_root(run_dir)
+    temporary = os.path.join(root, "latest.tmp")
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    os.symlink(os.path.basename(directory), temporary)
+    os.replace(temporary, os.path.join(root, "latest"))  # atomic on POSIX
+
+
+def _prune(run_dir: str, keep_last: int) -> None:
+    if keep_last == 0:
+        return
+    root = checkpoint_root(run_dir)
+    for step in committed_steps(run_dir)[:-keep_last]:
+        shutil.rmtree(os.path.join(root, f"step_{step:06d}"), ignore_errors=True)
