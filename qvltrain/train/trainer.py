@@ -26,6 +26,10 @@ from qvltrain.train.signals import StopRequest
 from qvltrain.train.stages import apply_stage_freezing, parameter_groups
 
 
+REQUEUE_EXIT_CODE = 75
+"""Exit status after a checkpoint on SIGTERM/SIGUSR1 (EX_TEMPFAIL): the job should be requeued."""
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -257,7 +261,7 @@ class Trainer:
                 progress.close()
                 self.logger.close()
                 barrier()
-                sys.exit(0)
+                sys.exit(REQUEUE_EXIT_CODE)
             if (every and step % every == 0) or (step == max_steps and train_config.checkpoint.save_at_end):
                 self.save(step)
         progress.close()

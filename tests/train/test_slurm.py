@@ -1,0 +1,104 @@
+"""launch/slurm/train.sbatch on a real (one-node, localhost) SLURM cluster: 2 tasks = 2 CPU ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.train.slurm_cluster import LocalSlurm, ensure_slurm_installed
+
+pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    reason = ensure_slurm_installed()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except (RuntimeError, OSError) as error:
+        cluster.stop()
+        pytest.skip(f"could not start a local SLURM cluster: {error}")
+    yield cluster
+    cluster.stop()
+
+
+def sbatch(slurm: LocalSlurm, tmp_path: Path, shards: Path, overrides: list[str]) -> str:
+    run_dir = tmp_path / "run"
+    result = slurm.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--ntasks=2",
+            "--ntasks-per-node=2",
+            f"--output={tmp_path}/job.out",
+            "launch/slurm/train.sbatch",
+            "+stage=vit_pretrain",
+            f"train.run_dir={run_dir}",
+            "logger=none",
+            f"data.train.0.shards={shards / 'train'}",
+            f"data.validation.0.shards={shards / 'validation'}",
+            "data.micro_batch_size=2",
+            *overrides,
+        ],
+        cwd=REPO_ROOT,
+        env={"QVL_PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().split(";")[0]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def job_state(slurm: LocalSlurm, job_id: str) -> str:
+    return slurm.run(["scontrol", "show", "job", job_id], timeout=30).stdout
+
+
+def metrics(run_dir: Path) -> dict[int, dict]:
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {record["step"]: record for record in records}
+
+
+def test_two_task_job_trains(slurm: LocalSlurm, tmp_path: Path, synthetic_shards: Path) -> None:
+    job_id = sbatch(slurm, tmp_path, synthetic_shards, ["train.max_steps=3"])
+    wait_for(
+        lambda: (
+            "JobState=COMPLETED" in job_state(slurm, job_id) or "JobState=FAILED" in job_state(slurm, job_id)
+        ),
+        300,
+        "job end",
+    )
+    log = (tmp_path / "job.out").read_text()
+    assert "JobState=COMPLETED" in job_state(slurm, job_id), log[-3000:]
+    assert "2 ranks" in log
+    assert sorted(metrics(tmp_path / "run")) == [1, 2, 3]
+
+
+def test_signal_checkpoints_requeues_and_resumes(
+    slurm: LocalSlurm, tmp_path: Path, synthetic_shards: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    job_id = sbatch(slurm, tmp_path, synthetic_shards, ["train.max_steps=400"])
+    wait_for(lambda: len(metrics(run_dir)) >= 3, 300, "the first steps")
+    assert slurm.run(["scancel", "--signal=USR1", job_id], timeout=30).returncode == 0
+    wait_for(lambda: "resumed from" in (tmp_path / "job.out").read_text(), 300, "the requeued job to resume")
+    log = (tmp_path / "job.out").read_text()
+    assert "checkpoint saved on signal: requeueing" in log
+    assert slurm.run(["scancel", job_id], timeout=30).returncode == 0
