@@ -25,7 +25,6 @@ from qvltrain.train.schedule import lr_multiplier
 from qvltrain.train.signals import StopRequest
 from qvltrain.train.stages import apply_stage_freezing, parameter_groups
 
-
 REQUEUE_EXIT_CODE = 75
 """Exit status after a checkpoint on SIGTERM/SIGUSR1 (EX_TEMPFAIL): the job should be requeued."""
 
