@@ -101,6 +101,7 @@ def save_checkpoint(
     rank_state: dict[str, Any],
     meta: dict[str, Any],
     keep_last: int,
+    hf_config=None,
 ) -> str:
     """Collective: every rank calls it. Returns the checkpoint directory."""
     directory = os.path.join(checkpoint_root(run_dir), f"step_{step:06d}")
@@ -114,6 +115,8 @@ def save_checkpoint(
     if rank == 0:
         with open(os.path.join(directory, "meta.json"), "w") as meta_file:
             json.dump(meta, meta_file, indent=1, sort_keys=True, default=str)
+        if hf_config is not None:  # what launch/export_hf.py builds the model from
+            hf_config.save_pretrained(os.path.join(directory, "hf_config"))
     barrier()  # every rank's files are on disk before the checkpoint is declared usable
     if rank == 0:
         _fsync_write(os.path.join(directory, "COMMITTED"), f"{step}\n")
