@@ -139,6 +139,7 @@ class Trainer:
             self._rank_state(),
             self._meta(step),
             self.config.train.checkpoint.keep_last,
+            hf_config=self.engine.module.model.config,
         )
         if self.rank == 0:
             print(f"[qvltrain] checkpoint committed: {directory}", flush=True)
