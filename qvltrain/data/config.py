@@ -1,4 +1,4 @@
-"""Data configuration: which datasets, under which pixel budgets, in which template."""
+"""Data configuration: which datasets, under which pixel budgets, in which template, packed how."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class DatasetConfig:
     video_budget: VideoBudget | None = None
     """Pixel and frame budget of videos; required when the dataset has videos."""
     weight: float = 1.0
-    """Relative sampling weight in a mixture."""
+    """Relative sampling weight in a mixture (the share of samples drawn from this dataset)."""
     template: str | None = None
     """Rendering (plain or chatml); None uses the stage's template."""
 
@@ -37,26 +37,41 @@ class DatasetConfig:
 
 @dataclass
 class DataConfig:
-    """Training and validation data of a run."""
+    """Training and validation data of a run, and how it is packed (docs/data.md)."""
 
     train: list[DatasetConfig] = field(default_factory=list)
     """Training datasets, blended by weight."""
     validation: list[DatasetConfig] = field(default_factory=list)
     """Held-out datasets for validation loss."""
-    max_length: int = 1024
-    """Longest rendered sample in tokens; longer ones are truncated at turn boundaries or skipped."""
-    micro_batch_size: int = 4
-    """Samples per micro-batch (padded to the longest); the packer replaces this with packs of max_length."""
+    seq_len: int = 1024
+    """Tokens per pack; longer samples are cut at a turn boundary or skipped (counted)."""
+    max_patches: int = 4096
+    """ViT patch rows per pack (bounds the vision tower's memory); a sample with more is skipped."""
+    micro_batch_size: int = 1
+    """Packs per micro-batch, concatenated into one row of micro_batch_size * seq_len tokens."""
+    pack_window: int = 256
+    """Samples (metadata only) the packer plans over at once; larger packs tighter (bench.packing)."""
     num_workers: int = 0
-    """DataLoader worker processes per rank."""
+    """DataLoader worker processes per rank (each reads its own shards); resume needs the same value."""
     seed: int = 0
-    """Seed of shard order and shuffles."""
-    shuffle_buffer: int = 256
-    """Samples held for shuffling within a rank."""
+    """Seed of shard order, shuffles and the mixture."""
+    shuffle_buffer: int = 64
+    """Samples held (encoded) per dataset and reader for shuffling; 1 keeps shard order."""
+    max_consecutive_failures: int = 100
+    """Consecutive bad samples that stop the run with an error (invariant 7)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "micro_batch_size"):
+        for name in (
+            "seq_len",
+            "max_patches",
+            "micro_batch_size",
+            "pack_window",
+            "shuffle_buffer",
+            "max_consecutive_failures",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"data.{name}={getattr(self, name)}: must be positive")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers={self.num_workers}: must be >= 0")
+        if self.max_patches < 4:
+            raise ValueError(f"data.max_patches={self.max_patches}: must be >= 4 (one merged token)")

@@ -15,6 +15,7 @@ from qvltrain.text.tokenizer import TokenizerInfo
 from qvltrain.vision.errors import VisualInputError
 from qvltrain.vision.image import load_image_patches
 from qvltrain.vision.patches import VisualPatches
+from qvltrain.vision.video import frames_to_patches, video_to_patches
 
 
 @dataclass
@@ -24,8 +25,12 @@ class DecodedSample:
     input_ids: torch.Tensor  # [L] int64
     labels: torch.Tensor  # [L] int64, -100 where not trained
     mm_token_type_ids: torch.Tensor  # [L] int32
-    position_ids: torch.Tensor  # [3, L] int64 M-RoPE
+    position_ids: torch.Tensor  # [4, L] int64: row 0 text positions 0..L-1, rows 1-3 M-RoPE
     patches: list[VisualPatches]  # in token order
+
+    @property
+    def num_patches(self) -> int:
+        return sum(p.num_patches for p in self.patches)
 
 
 class BadSample(ValueError):
@@ -34,6 +39,25 @@ class BadSample(ValueError):
     def __init__(self, reason: str, key: str, shard: str, detail: str):
         super().__init__(f"skipped sample {key!r} of {shard}: {reason}: {detail}")
         self.reason, self.key, self.shard = reason, key, shard
+
+
+TASKS = ("caption", "chat", "grounding", "text")
+"""Values of a sample's `task` (docs/formats.md); anything else is an `unknown_task` skip."""
+
+
+def parse_record(data: bytes | None, key: str, shard: str) -> dict:
+    """KEY.json -> its dict; BadSample invalid_json / missing_json / unknown_task."""
+    if data is None:
+        raise BadSample("missing_json", key, shard, "the sample has no .json member")
+    try:
+        record = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadSample("invalid_json", key, shard, str(error)) from error
+    if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
+        raise BadSample("invalid_json", key, shard, "expected an object with a 'messages' list")
+    if record.get("task", "chat") not in TASKS:
+        raise BadSample("unknown_task", key, shard, f"task {record.get('task')!r}, expected one of {TASKS}")
+    return record
 
 
 class SampleDecoder:
@@ -45,31 +69,40 @@ class SampleDecoder:
         self.render_config = RenderConfig(template=dataset.template or template, max_length=max_length)
 
     def __call__(self, sample: dict) -> DecodedSample:
+        """A webdataset-style dict (`__key__`, `__url__`, `json`, media suffixes) -> DecodedSample."""
         key, shard = sample.get("__key__", "?"), sample.get("__url__", "?")
+        return self.decode(parse_record(sample.get("json"), key, shard), sample, key, shard)
+
+    def decode(self, record: dict, media: dict, key: str, shard: str) -> DecodedSample:
+        """A parsed KEY.json and the sample's members by suffix -> DecodedSample, or BadSample."""
         try:
-            return self._decode(sample, key)
+            return self._decode(record, media, key)
         except (VisualInputError, SkipSample) as error:
             raise BadSample(getattr(error, "reason", "bad_sample"), key, shard, str(error)) from error
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadSample("invalid_json", key, shard, str(error)) from error
         except KeyError as error:
             raise BadSample("missing_media", key, shard, f"no member {error}") from error
+        except (TypeError, ValueError, AttributeError) as error:  # malformed messages / items
+            raise BadSample("malformed_sample", key, shard, f"{type(error).__name__}: {error}") from error
 
-    def _decode(self, sample: dict, key: str) -> DecodedSample:
-        if "json" not in sample:
-            raise KeyError(f"{key}.json")
-        record = json.loads(sample["json"])
+    def _visual(self, item: dict, media: dict, key: str) -> VisualPatches:
+        if item["type"] == "image":
+            return load_image_patches(media[item["file"]], self.dataset.image_budget, f"{key}.{item['file']}")
+        budget = self.dataset.video_budget
+        if budget is None:
+            raise SkipSample("no_video_budget", f"dataset {self.dataset.name!r} has no video_budget")
+        if "frames" in item:
+            frames = [media[name] for name in item["frames"]]
+            return frames_to_patches(frames, item["timestamps"], budget, f"{key}.video")
+        return video_to_patches(media[item["file"]], budget, f"{key}.{item['file']}")
+
+    def _decode(self, record: dict, media: dict, key: str) -> DecodedSample:
         messages = record["messages"]
         patches: list[VisualPatches] = []
-        image_sizes: list[tuple[int, int]] = []
         for message in messages:
-            for item in message.get("content", []):
-                if isinstance(item, dict) and item.get("type") == "image":
-                    name = f"{key}.{item['file']}"
-                    visual = load_image_patches(sample[item["file"]], self.dataset.image_budget, name)
-                    patches.append(visual)
-                elif isinstance(item, dict) and item.get("type") == "video":
-                    raise SkipSample("unsupported_video", f"{key}: video samples need the packer pipeline")
+            content = message.get("content", []) if isinstance(message, dict) else []
+            for item in content if isinstance(content, list) else []:
+                if isinstance(item, dict) and item.get("type") in ("image", "video"):
+                    patches.append(self._visual(item, media, key))
         image_sizes = [tuple(size) for size in record.get("meta", {}).get("image_sizes", [])]
         rendered = render_sample(
             messages, [p.grid_thw for p in patches], image_sizes, self.info, self.render_config
@@ -80,6 +113,6 @@ class SampleDecoder:
             input_ids=rendered.input_ids,
             labels=rendered.labels,
             mm_token_type_ids=rendered.mm_token_type_ids.to(torch.int32),
-            position_ids=rendered.position_ids[1:],  # M-RoPE rows; row 0 (text) is for packing
+            position_ids=rendered.position_ids,
             patches=patches,
         )

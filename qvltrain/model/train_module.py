@@ -1,9 +1,11 @@
-"""The module DeepSpeed wraps: batch in, summed token loss out.
+"""The module DeepSpeed wraps: a PackedBatch in, summed token loss out.
 
 It runs the vision tower ONCE per micro-batch over images and video tubes together (one grid list,
 in token order), scatters the merged features into the pad-token slots, and runs the LLM. A rank
 whose micro-batch has no media runs the tower on a 2x2 dummy patch and adds its output times zero,
 so every rank calls every ZeRO-3 parameter gather the same number of times (invariant 3).
+Attention is qvltrain's packed attention (model/packed_attention.py): the LLM attends within each
+segment of `cu_seqlens`, the tower within each image or video slice; no [L, L] mask is ever built.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from torch import nn
 from transformers import Qwen2VLForConditionalGeneration
 from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
 
-from qvltrain.data.batch import Batch
+from qvltrain.data.batch import PackedBatch
+from qvltrain.model.packed_attention import packed_llm_kwargs, use_packed_attention
 from qvltrain.vision.device import rows_to_pixel_values
 
 
@@ -23,12 +26,13 @@ class VisionLanguageTrainModule(nn.Module):
         super().__init__()
         self.model = model
         self.frozen_vision_tower = frozen_vision_tower
+        use_packed_attention(model)
 
     @property
     def config(self):
         return self.model.config
 
-    def _visual_features(self, batch: Batch, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
+    def _visual_features(self, batch: PackedBatch, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
         """Merged visual features [N, hidden] in token order, and whether they are a dummy."""
         visual = self.model.model.visual
         if batch.pixel_rows is None or batch.pixel_rows.shape[0] == 0:
@@ -67,15 +71,15 @@ class VisionLanguageTrainModule(nn.Module):
             )
         return hidden
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum of token losses, number of loss tokens) of the micro-batch; divide by the global count."""
+    def hidden_states(self, batch: PackedBatch) -> torch.Tensor:
+        """Final LLM hidden states [1, L, H] of a packed micro-batch."""
         language_model = self.model.model.language_model
-        inputs_embeds = language_model.embed_tokens(batch.input_ids)  # [B, L, H]
+        inputs_embeds = language_model.embed_tokens(batch.input_ids)  # [1, L, H]
         features, is_dummy = self._visual_features(batch, inputs_embeds.dtype)
         if is_dummy:
             inputs_embeds = inputs_embeds + 0.0 * features.sum()
         else:
-            visual_slots = batch.mm_token_type_ids > 0  # [B, L]
+            visual_slots = batch.mm_token_type_ids > 0  # [1, L]
             if int(visual_slots.sum()) != features.shape[0]:
                 raise ValueError(
                     f"batch {batch.keys[:4]}: {int(visual_slots.sum())} visual pad tokens but the tower made "
@@ -85,9 +89,16 @@ class VisionLanguageTrainModule(nn.Module):
                 visual_slots.unsqueeze(-1), features.to(inputs_embeds.dtype)
             )
         hidden = language_model(
-            inputs_embeds=inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            inputs_embeds=inputs_embeds,
+            position_ids=batch.position_ids,  # [4, 1, L]
+            **packed_llm_kwargs(batch.cu_seqlens, batch.max_seqlen, language_model.config.layer_types),
         ).last_hidden_state
-        logits = self.model.lm_head(hidden[:, :-1]).float()  # [B, L-1, V]
+        return hidden
+
+    def forward(self, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of token losses, number of loss tokens) of the micro-batch; divide by the global count."""
+        hidden = self.hidden_states(batch)
+        logits = self.model.lm_head(hidden[:, :-1]).float()  # [1, L-1, V]
         targets = batch.labels[:, 1:]
         loss_sum = F.cross_entropy(
             logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"

@@ -81,7 +81,7 @@ class Trainer:
                 yaml.safe_dump(resolved_config, config_file, sort_keys=False)
         barrier()
 
-        from qvltrain.data.simple_loader import build_train_batches
+        from qvltrain.data.loader import build_train_batches
         from qvltrain.text.tokenizer import load_tokenizer
 
         self.tokenizer = load_tokenizer(config.model.tokenizer)

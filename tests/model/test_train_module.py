@@ -1,20 +1,26 @@
-"""Our training forward against transformers' own forward on the same real batch (fp32, CPU)."""
+"""Our training forward on a real pack against transformers' own forward of each sample (fp32, CPU)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import Qwen2VLForConditionalGeneration
 
-from qvltrain.data.config import DataConfig, DatasetConfig
-from qvltrain.data.simple_loader import TrainBatches
+from qvltrain.data.batch import PackedBatch, pack_samples
+from qvltrain.data.config import DatasetConfig
+from qvltrain.data.decode import DecodedSample, SampleDecoder
+from qvltrain.data.reader import iter_shard
+from qvltrain.data.shards import expand_shards
 from qvltrain.model.build import special_token_ids
 from qvltrain.model.flavors import ModelConfig, build_hf_config
 from qvltrain.model.train_module import VisionLanguageTrainModule
-from qvltrain.text.tokenizer import load_tokenizer
+from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget
 from qvltrain.vision.device import rows_to_pixel_values
+
+SEQ_LEN = 256
 
 
 def tiny(tokenizer) -> Qwen2VLForConditionalGeneration:
@@ -23,33 +29,49 @@ def tiny(tokenizer) -> Qwen2VLForConditionalGeneration:
     return Qwen2VLForConditionalGeneration(config).eval()
 
 
+def shard_samples(shards: Path, tokenizer, count: int) -> list[DecodedSample]:
+    dataset = DatasetConfig(name="shapes", shards=str(shards), image_budget=ImageBudget(3136, 50176))
+    decoder = SampleDecoder(dataset, "plain", TokenizerInfo.from_tokenizer(tokenizer), SEQ_LEN)
+    samples = []
+    for raw in iter_shard(expand_shards(str(shards))[0]):
+        samples.append(decoder({"__key__": raw.key, "__url__": raw.url, **raw.members}))
+        if len(samples) == count:
+            return samples
+    raise AssertionError("not enough samples")
+
+
+def a_pack(synthetic_shards: Path, tokenizer, count: int) -> tuple[PackedBatch, list[DecodedSample]]:
+    samples = shard_samples(synthetic_shards / "train", tokenizer, count)
+    return pack_samples(samples, SEQ_LEN, tokenizer.pad_token_id), samples
+
+
 def test_loss_matches_transformers_forward(synthetic_shards: Path) -> None:
     tokenizer = load_tokenizer(None)
-    dataset = DatasetConfig(
-        name="shapes", shards=str(synthetic_shards / "train"), image_budget=ImageBudget(3136, 50176)
-    )
-    batch = next(TrainBatches(DataConfig(train=[dataset], micro_batch_size=3), "plain", tokenizer, 0, 1))
+    batch, samples = a_pack(synthetic_shards, tokenizer, 3)
     model = tiny(tokenizer)
+    reference_model = tiny(tokenizer)
     loss_sum, num_tokens = VisionLanguageTrainModule(model)(batch)
 
-    reference = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        pixel_values=rows_to_pixel_values(batch.pixel_rows, batch.grid_thw, batch.temporal_repeat),
-        image_grid_thw=batch.grid_thw,
-        mm_token_type_ids=batch.mm_token_type_ids,
-        labels=batch.labels,
-    )
-    assert int(num_tokens) == batch.num_loss_tokens > 0
-    torch.testing.assert_close(loss_sum / num_tokens, reference.loss, rtol=1e-5, atol=1e-6)
+    reference_sum, reference_tokens = 0.0, 0
+    for sample in samples:
+        rows = torch.cat([p.rows for p in sample.patches])
+        grid = torch.tensor([p.grid_thw for p in sample.patches])
+        repeat = torch.tensor([p.temporal_repeat for p in sample.patches])
+        logits = reference_model(
+            input_ids=sample.input_ids[None],
+            pixel_values=rows_to_pixel_values(rows, grid, repeat),
+            image_grid_thw=grid,
+            mm_token_type_ids=sample.mm_token_type_ids[None],
+        ).logits[0, :-1]
+        reference_sum = reference_sum + F.cross_entropy(logits, sample.labels[1:], reduction="sum")
+        reference_tokens += int((sample.labels[1:] != -100).sum())
+    assert int(num_tokens) == batch.num_loss_tokens == reference_tokens > 0
+    torch.testing.assert_close(loss_sum, reference_sum, rtol=1e-5, atol=1e-5)
 
 
 def test_frozen_tower_path_gives_the_same_loss_and_no_tower_grads(synthetic_shards: Path) -> None:
     tokenizer = load_tokenizer(None)
-    dataset = DatasetConfig(
-        name="shapes", shards=str(synthetic_shards / "train"), image_budget=ImageBudget(3136, 50176)
-    )
-    batch = next(TrainBatches(DataConfig(train=[dataset], micro_batch_size=2), "plain", tokenizer, 0, 1))
+    batch, _ = a_pack(synthetic_shards, tokenizer, 2)
     model = tiny(tokenizer)
     full, _ = VisionLanguageTrainModule(model)(batch)
     frozen_module = VisionLanguageTrainModule(model, frozen_vision_tower=True)
@@ -63,10 +85,7 @@ def test_frozen_tower_path_gives_the_same_loss_and_no_tower_grads(synthetic_shar
 def test_text_only_batch_still_runs_the_tower_once(synthetic_shards: Path) -> None:
     """Invariant 3: a rank without media calls the tower on a dummy input whose output counts x0."""
     tokenizer = load_tokenizer(None)
-    dataset = DatasetConfig(
-        name="shapes", shards=str(synthetic_shards / "train"), image_budget=ImageBudget(3136, 50176)
-    )
-    batch = next(TrainBatches(DataConfig(train=[dataset], micro_batch_size=2), "plain", tokenizer, 0, 1))
+    batch, _ = a_pack(synthetic_shards, tokenizer, 2)
     image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
     batch.input_ids[batch.input_ids == image_pad] = tokenizer.pad_token_id
     batch.mm_token_type_ids.zero_()

@@ -1,0 +1,164 @@
+"""Benchmark: the packed loader's throughput against the bare decode + resize floor of the same samples.
+
+    python -m qvltrain.bench.loader [--samples 400] [--out bench_results/loader.json]
+
+Writes real shards (photo-like JPEGs of 500x375..1280x960 with captions, budget 256..1280 tokens,
+meta.num_tokens recorded) into a temporary folder, then measures on this machine:
+- floor: PIL decode + BICUBIC resize to smart_resize's size of every sample's JPEG, nothing else
+  (no tar reading, no patchify, no tokenization, no packing), one core;
+- ours, one worker (num_workers 0: the pipeline runs in the calling process), one core: tar
+  reading, JSON, planning, decode, resize, patchify, rendering, packing into PackedBatch;
+- ours with 2 DataLoader workers (wall time in the main process);
+- the per-sample work alone: `SampleDecoder` on each sample's bytes (decode, resize, patchify,
+  render: the vision and text modules), one core; ours / this is the pipeline's own overhead
+  (tar reading, JSON, planning, packing, batch assembly).
+Samples/s count samples delivered inside packs after the first pack (the window fills first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from qvltrain.bench.vision import photo_like_jpeg, pin_to_one_core
+from qvltrain.data.config import DataConfig, DatasetConfig
+from qvltrain.data.loader import TrainBatches
+from qvltrain.data.shards import ShardWriter
+from qvltrain.text.tokenizer import load_tokenizer
+from qvltrain.vision.budgets import ImageBudget
+from qvltrain.vision.image import decode_image
+from qvltrain.vision.resize import smart_resize
+from qvltrain.vision.tokens import image_num_tokens
+
+BUDGET = ImageBudget.from_tokens(256, 1280)
+SIZES = ((500, 375), (640, 480), (800, 600), (1024, 768), (1280, 960))
+SEQ_LEN = 8192
+
+
+def write_shards(folder: str, num_samples: int, tokenizer) -> list[bytes]:
+    rng = random.Random(0)
+    jpegs = []
+    with ShardWriter(folder, "photos", max_samples=max(1, num_samples // 8)) as writer:
+        for index in range(num_samples):
+            width, height = rng.choice(SIZES)
+            data = photo_like_jpeg(width, height, index)
+            caption = " ".join(
+                rng.choice(("a", "photo", "of", "the", "red", "house", "by", "sea")) for _ in range(12)
+            )
+            text_tokens = len(tokenizer(caption)["input_ids"]) + 1
+            record = {
+                "task": "caption",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image", "file": "0.jpg"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": caption}]},
+                ],
+                "meta": {
+                    "image_sizes": [[width, height]],
+                    "num_tokens": image_num_tokens(height, width, BUDGET) + 2 + text_tokens,
+                },
+            }
+            writer.write(f"photo{index:06d}", record, {"0.jpg": data})
+            jpegs.append(data)
+    return jpegs
+
+
+def floor_samples_per_s(jpegs: list[bytes]) -> float:
+    start = time.perf_counter()
+    for index, data in enumerate(jpegs):
+        image = decode_image(data, str(index))
+        height, width = smart_resize(
+            image.height, image.width, min_pixels=BUDGET.min_pixels, max_pixels=BUDGET.max_pixels
+        )
+        image.resize((width, height), resample=Image.Resampling.BICUBIC)
+    return len(jpegs) / (time.perf_counter() - start)
+
+
+def sample_work_per_s(folder: str, tokenizer) -> float:
+    from qvltrain.data.decode import SampleDecoder
+    from qvltrain.data.reader import iter_shard
+    from qvltrain.data.shards import expand_shards
+    from qvltrain.text.tokenizer import TokenizerInfo
+
+    dataset = DatasetConfig(name="photos", shards=folder, image_budget=BUDGET)
+    decoder = SampleDecoder(dataset, "plain", TokenizerInfo.from_tokenizer(tokenizer), SEQ_LEN)
+    samples = [raw for url in expand_shards(folder) for raw in iter_shard(url)]
+    start = time.perf_counter()
+    for raw in samples:
+        decoder({"__key__": raw.key, **raw.members})
+    return len(samples) / (time.perf_counter() - start)
+
+
+def ours(folder: str, tokenizer, num_workers: int, num_samples: int) -> dict:
+    dataset = DatasetConfig(name="photos", shards=folder, image_budget=BUDGET)
+    config = DataConfig(train=[dataset], seq_len=SEQ_LEN, max_patches=4 * SEQ_LEN, num_workers=num_workers)
+    batches = TrainBatches(config, "plain", tokenizer, 0, 1)
+    next(batches)
+    samples = packs = tokens = 0
+    start = time.perf_counter()
+    while samples < num_samples:
+        batch = next(batches)
+        samples, packs, tokens = samples + len(batch.keys), packs + 1, tokens + batch.num_real_tokens
+    seconds = time.perf_counter() - start
+    batches.close()
+    return {
+        "samples_per_s": samples / seconds,
+        "packs_per_s": packs / seconds,
+        "packing_efficiency": tokens / (packs * SEQ_LEN),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=400, help="samples in the shards (and timed)")
+    parser.add_argument("--out", type=Path, default=Path("bench_results/loader.json"))
+    args = parser.parse_args(argv)
+    tokenizer = load_tokenizer(None)
+    with tempfile.TemporaryDirectory() as folder:
+        jpegs = write_shards(folder, args.samples, tokenizer)
+        affinity = os.sched_getaffinity(0)
+        pinned = pin_to_one_core()
+        floor = floor_samples_per_s(jpegs)
+        work = sample_work_per_s(folder, tokenizer)
+        one = ours(folder, tokenizer, 0, args.samples)
+        os.sched_setaffinity(0, affinity)
+        torch.set_num_threads(len(affinity))
+        two = ours(folder, tokenizer, 2, args.samples)
+    report = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {len(affinity)} cores",
+        "one_worker": pinned,
+        "floor_samples_per_s": floor,
+        "ours_1_worker": one,
+        "ours_2_workers": two,
+        "sample_work_samples_per_s": work,
+        "ratio_1_worker_to_floor": one["samples_per_s"] / floor,
+        "ratio_1_worker_to_sample_work": one["samples_per_s"] / work,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print("| path | samples/s | packs/s | vs floor |\n|---|---|---|---|")
+    print(f"| floor: decode + resize, 1 core | {floor:.1f} | - | 1.00x |")
+    print(
+        f"| per-sample work: SampleDecoder (+ patchify, render), 1 core | {work:.1f} | - | {work / floor:.2f}x |"
+    )
+    for name, row in (("ours, 1 worker (1 core)", one), ("ours, 2 workers", two)):
+        print(
+            f"| {name} | {row['samples_per_s']:.1f} | {row['packs_per_s']:.2f} | {row['samples_per_s'] / floor:.2f}x |"
+        )
+    return report
+
+
+if __name__ == "__main__":
+    main()

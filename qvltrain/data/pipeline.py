@@ -1,0 +1,224 @@
+"""One reader's whole pipeline: datasets -> mixture -> plan from metadata -> decode -> packs.
+
+    pipeline = ReaderPipeline(setup, reader, num_readers)
+    pack = pipeline.next_pack()          # a PackedBatch of exactly seq_len tokens
+    state = pipeline.state_dict()        # exact: loading it into a fresh pipeline continues identically
+
+A sample is admitted by parsing its KEY.json and reading its size from `meta.num_tokens` (and
+`meta.num_patches`, or the image sizes under the dataset's budget); it is decoded only when its pack
+is final. A sample whose real size exceeds what its metadata said, so that its pack would overflow,
+goes back to the planner with its true size (counted as `replanned`); nothing is ever truncated in a pack
+or dropped silently. Samples without `meta.num_tokens` are decoded at admission (slower, exact).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass
+
+from qvltrain.data.batch import PackedBatch, pack_samples
+from qvltrain.data.config import DataConfig, DatasetConfig
+from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder, parse_record
+from qvltrain.data.packer import Budget, PlanItem, WindowedBestFitDecreasing
+from qvltrain.data.reader import RawSample
+from qvltrain.data.skips import SkipLog
+from qvltrain.data.stream import DatasetStream, _as_rng_state, reread
+from qvltrain.vision.budgets import ImageBudget
+from qvltrain.vision.errors import VisualInputError
+from qvltrain.vision.tokens import image_grid
+
+STATE_FORMAT = 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _image_patches(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
+    """ViT rows of an image from its size (cached: real data repeats a few common resolutions)."""
+    t, h, w = image_grid(height, width, ImageBudget(min_pixels=min_pixels, max_pixels=max_pixels))
+    return t * h * w
+
+
+@dataclass
+class PipelineSetup:
+    """Everything a reader needs, picklable (it travels to DataLoader workers)."""
+
+    config: DataConfig
+    datasets: list[DatasetConfig]
+    shards: list[list[str]]
+    """All shards of each dataset (expanded once, in the main process)."""
+    decoders: list[SampleDecoder]
+    pad_id: int
+
+
+@dataclass
+class _Admitted:
+    raw: RawSample
+    dataset: int
+    record: dict
+    item: PlanItem
+    decoded: DecodedSample | None = None
+
+
+class ReaderPipeline:
+    def __init__(self, setup: PipelineSetup, reader: int, num_readers: int):
+        config = setup.config
+        self.setup, self.reader, self.num_readers = setup, reader, num_readers
+        self.budget = Budget(seq_len=config.seq_len, max_patches=config.max_patches)
+        self.skips = SkipLog(config.max_consecutive_failures)
+        self.streams = [
+            DatasetStream(d.name, shards, config.seed, reader, num_readers, config.shuffle_buffer, self.skips)
+            for d, shards in zip(setup.datasets, setup.shards, strict=True)
+        ]
+        self.weights = [d.weight for d in setup.datasets]
+        self.mixture_rng = random.Random(f"{config.seed}-mixture-{reader}")
+        self.planner = WindowedBestFitDecreasing(self.budget, window=config.pack_window)
+        self.admitted: dict[int, _Admitted] = {}  # by arrival: every sample in the planner
+        self.num_arrivals = 0
+        self.num_packs = 0
+        self.num_replanned = 0
+
+    # --- admission: metadata only -------------------------------------------------------------
+    def _planned_patches(self, record: dict, dataset: DatasetConfig, num_tokens: int) -> int:
+        meta = record.get("meta") or {}
+        if isinstance(meta.get("num_patches"), int):
+            return meta["num_patches"]
+        kinds = [
+            item.get("type")
+            for message in record["messages"]
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for item in message["content"]
+            if isinstance(item, dict) and item.get("type") in ("image", "video")
+        ]
+        sizes = meta.get("image_sizes") or []
+        if "video" not in kinds and len(sizes) == len(kinds):
+            try:
+                return sum(
+                    t * h * w for t, h, w in (image_grid(hh, ww, dataset.image_budget) for ww, hh in sizes)
+                )
+            except (VisualInputError, TypeError, ValueError):
+                pass  # decoding will tell (and skip it if it is bad)
+        return 4 * num_tokens  # every token visual: an upper bound, corrected after decoding
+
+    def _admit_one(self) -> None:
+        index = self.mixture_rng.choices(range(len(self.streams)), self.weights)[0]
+        raw = self.streams[index].next()
+        dataset, decoder = self.setup.datasets[index], self.setup.decoders[index]
+        try:
+            record = parse_record(raw.members.get("json"), raw.key, raw.url)
+            num_tokens = (record.get("meta") or {}).get("num_tokens")
+            decoded = None
+            if not isinstance(num_tokens, int) or num_tokens <= 0:
+                decoded = self._decode(decoder, record, raw)  # a failure here counts as a read failure
+                num_tokens, num_patches = len(decoded.input_ids), decoded.num_patches
+            else:
+                num_patches = self._planned_patches(record, dataset, num_tokens)
+        except BadSample as error:
+            self.skips.skip(error.reason, error.key, error.shard, str(error), stage="read")
+            return
+        self.skips.success("read")
+        item = PlanItem(
+            key=raw.key,
+            num_tokens=max(1, min(num_tokens, self.budget.seq_len)),
+            num_patches=min(num_patches, self.budget.max_patches),
+            arrival=self.num_arrivals,
+        )
+        self.admitted[item.arrival] = _Admitted(raw, index, record, item, decoded)
+        self.num_arrivals += 1
+        self.planner.add(item)
+
+    def _decode(self, decoder: SampleDecoder, record: dict, raw: RawSample) -> DecodedSample:
+        decoded = decoder.decode(record, raw.members, raw.key, raw.url)
+        if decoded.num_patches > self.budget.max_patches:
+            raise BadSample(
+                "too_many_patches", raw.key, raw.url,
+                f"{decoded.num_patches} ViT rows > data.max_patches={self.budget.max_patches}",
+            )  # fmt: skip
+        return decoded
+
+    # --- emission: decode the planned pack ---------------------------------------------------
+    def next_pack(self) -> PackedBatch:
+        while (plan := self.planner.pop()) is None:
+            self._admit_one()
+        samples: list[DecodedSample] = []
+        tokens = patches = 0
+        for item in plan:
+            admitted = self.admitted.pop(item.arrival)
+            try:
+                decoded = admitted.decoded or self._decode(
+                    self.setup.decoders[admitted.dataset], admitted.record, admitted.raw
+                )
+            except BadSample as error:
+                self.skips.skip(error.reason, error.key, error.shard, str(error), stage="decode")
+                continue
+            self.skips.success("decode")
+            if tokens + len(decoded.input_ids) > self.budget.seq_len or patches + decoded.num_patches > (
+                self.budget.max_patches
+            ):
+                # The metadata under-stated this sample: plan it again at its true size.
+                admitted.item = PlanItem(item.key, len(decoded.input_ids), decoded.num_patches, item.arrival)
+                admitted.decoded = None
+                self.admitted[item.arrival] = admitted
+                self.planner.pending.append(admitted.item)
+                self.num_replanned += 1
+                continue
+            samples.append(decoded)
+            tokens, patches = tokens + len(decoded.input_ids), patches + decoded.num_patches
+        self.num_packs += 1
+        return pack_samples(samples, self.budget.seq_len, self.setup.pad_id)
+
+    # --- state -----------------------------------------------------------------------------
+    def _ref(self, item: PlanItem) -> tuple:
+        admitted = self.admitted[item.arrival]
+        raw = admitted.raw
+        return (
+            admitted.dataset,
+            raw.url,
+            raw.ordinal,
+            raw.key,
+            item.arrival,
+            item.num_tokens,
+            item.num_patches,
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "reader": self.reader,
+            "num_readers": self.num_readers,
+            "streams": [stream.state_dict() for stream in self.streams],
+            "mixture_rng": self.mixture_rng.getstate(),
+            "pending": [self._ref(item) for item in self.planner.pending],
+            "ready": [[self._ref(item) for item in pack] for pack in self.planner.ready],
+            "skips": self.skips.state_dict(),
+            "num_arrivals": self.num_arrivals,
+            "num_packs": self.num_packs,
+            "num_replanned": self.num_replanned,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != STATE_FORMAT or (state["reader"], state["num_readers"]) != (
+            self.reader,
+            self.num_readers,
+        ):
+            raise ValueError(
+                f"data state of reader {state.get('reader')}/{state.get('num_readers')} (format "
+                f"{state.get('format')}) cannot load into reader {self.reader}/{self.num_readers}: resume "
+                "with the same world size and data.num_workers"
+            )
+        for stream, stream_state in zip(self.streams, state["streams"], strict=True):
+            stream.load_state_dict(stream_state)
+        self.mixture_rng.setstate(_as_rng_state(state["mixture_rng"]))
+        self.skips.load_state_dict(state["skips"])
+        self.num_arrivals, self.num_packs = state["num_arrivals"], state["num_packs"]
+        self.num_replanned = state["num_replanned"]
+        refs = list(state["pending"]) + [ref for pack in state["ready"] for ref in pack]
+        raws = reread([(url, ordinal, key) for _, url, ordinal, key, *_ in refs])
+        self.admitted = {}
+        for (dataset, _, _, key, arrival, num_tokens, num_patches), raw in zip(refs, raws, strict=True):
+            record = parse_record(raw.members.get("json"), raw.key, raw.url)
+            self.admitted[arrival] = _Admitted(
+                raw, dataset, record, PlanItem(key, num_tokens, num_patches, arrival)
+            )
+        self.planner.pending = [self.admitted[ref[4]].item for ref in state["pending"]]
+        self.planner.ready.clear()
+        self.planner.ready.extend([self.admitted[ref[4]].item for ref in pack] for pack in state["ready"])

@@ -1,0 +1,161 @@
+"""Invariant 1: packed == unpacked. Every sample's logits inside a pack equal its logits run alone.
+
+Packs mix text-only, image, multi-image, MP4 video and pre-extracted-frame samples; the reference
+is transformers' own forward (sdpa, one sample, its processor-style inputs) on the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+import torch
+from transformers import Qwen2VLForConditionalGeneration
+
+from qvltrain.data.batch import concat_packs, pack_samples
+from qvltrain.data.decode import SampleDecoder
+from qvltrain.model.build import special_token_ids
+from qvltrain.model.flavors import ModelConfig, build_hf_config
+from qvltrain.model.packed_attention import LLM_ATTENTION, VISION_ATTENTION, packed_attention_forward
+from qvltrain.model.train_module import VisionLanguageTrainModule
+from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
+from qvltrain.vision.device import collate_patches, rows_to_pixel_values
+from tests.data.mixed_shards import KINDS, dataset, make_sample
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tokenizer = load_tokenizer(None)
+    torch.manual_seed(0)
+    config = build_hf_config(ModelConfig(), special_token_ids(tokenizer), tokenizer_size=len(tokenizer))
+    reference = Qwen2VLForConditionalGeneration(config).eval()
+    module = VisionLanguageTrainModule(copy.deepcopy(reference)).eval()
+    info = TokenizerInfo.from_tokenizer(tokenizer)
+    decoder = SampleDecoder(dataset("mixed", "unused"), "chatml", info, max_length=4096)
+    rng = random.Random(3)
+    samples = []
+    for index, kind in enumerate(KINDS * 2):
+        messages, media, sizes = make_sample(kind, rng, index)
+        record = {"task": "chat", "messages": messages, "meta": {"image_sizes": sizes}}
+        samples.append(decoder({"__key__": f"{kind}{index}", "json": json.dumps(record).encode(), **media}))
+    return reference, module, samples, info.special.pad
+
+
+def reference_logits(model, sample) -> torch.Tensor:
+    """transformers' forward of one sample alone: [L, V]."""
+    inputs = {"input_ids": sample.input_ids[None], "mm_token_type_ids": sample.mm_token_type_ids[None]}
+    for repeat, pixels_key, grid_key in (
+        (2, "pixel_values", "image_grid_thw"),  # images store one frame (temporal_repeat 2)
+        (1, "pixel_values_videos", "video_grid_thw"),
+    ):
+        items = [p for p in sample.patches if p.temporal_repeat == repeat]
+        if items:
+            rows, grid, repeats = collate_patches(items)
+            inputs[pixels_key], inputs[grid_key] = rows_to_pixel_values(rows, grid, repeats), grid
+    return model(**inputs).logits[0]
+
+
+@pytest.mark.parametrize("order", ["kinds", "shuffled"])
+def test_packed_logits_equal_unpacked(setup, order: str) -> None:
+    reference, module, samples, pad_id = setup
+    chosen = list(samples)
+    if order == "shuffled":
+        random.Random(1).shuffle(chosen)
+    half = len(chosen) // 2
+    seq_len = (
+        max(sum(len(s.input_ids) for s in chosen[:half]), sum(len(s.input_ids) for s in chosen[half:])) + 7
+    )
+    # Two packs in one micro-batch, each with tail padding: segments and media cross a pack boundary.
+    batch = concat_packs(
+        [pack_samples(chosen[:half], seq_len, pad_id), pack_samples(chosen[half:], seq_len, pad_id)]
+    )
+    assert batch.grid_thw is not None and set(batch.temporal_repeat.tolist()) == {1, 2}
+    with torch.no_grad():
+        packed = module.model.lm_head(module.hidden_states(batch))[0]  # [L, V]
+        starts = []
+        for offset, part in ((0, chosen[:half]), (seq_len, chosen[half:])):
+            for sample in part:
+                starts.append(offset)
+                offset += len(sample.input_ids)
+        assert set(starts) < set(batch.cu_seqlens.tolist())
+        for sample, start in zip(chosen, starts, strict=True):
+            alone = reference_logits(reference, sample)
+            torch.testing.assert_close(
+                packed[start : start + len(sample.input_ids)], alone, rtol=1e-4, atol=1e-5
+            )
+
+
+def test_vision_tower_packed_equals_each_item_alone(setup) -> None:
+    reference, module, samples, _ = setup
+    items = [p for s in samples for p in s.patches]
+    rows, grid, repeats = collate_patches(items)
+    with torch.no_grad():
+        packed = module.model.model.visual(
+            rows_to_pixel_values(rows, grid, repeats), grid_thw=grid
+        ).pooler_output
+        start = 0
+        for item in items:
+            one_rows, one_grid, one_repeat = collate_patches([item])
+            alone = reference.model.visual(
+                rows_to_pixel_values(one_rows, one_grid, one_repeat), grid_thw=one_grid
+            )
+            torch.testing.assert_close(
+                packed[start : start + item.num_tokens], alone.pooler_output, rtol=1e-4, atol=1e-5
+            )
+            start += item.num_tokens
+    assert module.model.model.visual.config._attn_implementation == VISION_ATTENTION
+    assert module.model.model.language_model.config._attn_implementation == LLM_ATTENTION
+
+
+def test_attention_function_segments_and_gqa() -> None:
+    """The CPU path equals a block-diagonal masked SDPA, causal and bidirectional, with GQA."""
+    torch.manual_seed(0)
+    query, key, value = torch.randn(1, 4, 13, 8), torch.randn(1, 2, 13, 8), torch.randn(1, 2, 13, 8)
+    cu_seqlens = torch.tensor([0, 5, 6, 13], dtype=torch.int32)
+    segment = torch.repeat_interleave(torch.arange(3), torch.tensor([5, 1, 7]))
+    same = segment[:, None] == segment[None, :]
+    for causal in (True, False):
+        module = torch.nn.Module()
+        module.is_causal = causal
+        out, _ = packed_attention_forward(
+            module, query, key, value, None, cu_seq_lens_q=cu_seqlens, max_length_q=7
+        )
+        mask = same & torch.ones(13, 13, dtype=torch.bool).tril() if causal else same
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query, key.repeat_interleave(2, 1), value.repeat_interleave(2, 1), attn_mask=mask
+        ).transpose(1, 2)
+        torch.testing.assert_close(out, expected)
+
+
+def test_unpacked_calls_fall_back_to_sdpa(setup) -> None:
+    """With the packed implementation switched on, a plain forward still equals transformers' sdpa."""
+    reference, module, samples, _ = setup
+    sample = samples[1]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            reference_logits(module.model, sample), reference_logits(reference, sample)
+        )
+
+
+@pytest.mark.gpu
+def test_cuda_varlen_matches_per_segment() -> None:
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(1, h, 300, 64, device="cuda", dtype=torch.bfloat16) for h in (8, 2, 2))
+    cu_seqlens = torch.tensor([0, 100, 101, 300], dtype=torch.int32, device="cuda")
+    module = torch.nn.Module()
+    for causal in (True, False):
+        module.is_causal = causal
+        out, _ = packed_attention_forward(
+            module, query, key, value, None, cu_seq_lens_q=cu_seqlens, max_length_q=199
+        )
+        expected, _ = packed_attention_forward(
+            module,
+            query.float().cpu(),
+            key.float().cpu(),
+            value.float().cpu(),
+            None,
+            cu_seq_lens_q=cu_seqlens.cpu(),
+        )
+        torch.testing.assert_close(out.float().cpu(), expected, rtol=2e-2, atol=2e-2)
