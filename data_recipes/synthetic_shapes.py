@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output folder (gets train/ and validation/)")
     parser.add_argument("--train", type=int, default=2000, help="training samples")
     parser.add_argument("--validation", type=int, default=200, help="validation samples")
-    parser.add_argument("--samples-per-shard", type=int, default=250)
+    parser.add_argument("--samples-per-shard", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for split, count in (("train", args.train), ("validation", args.validation)):

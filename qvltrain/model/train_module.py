@@ -95,12 +95,17 @@ class VisionLanguageTrainModule(nn.Module):
         ).last_hidden_state
         return hidden
 
-    def forward(self, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum of token losses, number of loss tokens) of the micro-batch; divide by the global count."""
+    def forward(self, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sum of token losses, loss tokens, correctly predicted loss tokens) of the micro-batch.
+
+        The caller divides the sum by the loss-token count of the whole step across ranks.
+        """
         hidden = self.hidden_states(batch)
         logits = self.model.lm_head(hidden[:, :-1]).float()  # [1, L-1, V]
         targets = batch.labels[:, 1:]
         loss_sum = F.cross_entropy(
             logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
         )
-        return loss_sum, (targets != -100).sum()
+        trained = targets != -100
+        num_correct = ((logits.detach().argmax(-1) == targets) & trained).sum()
+        return loss_sum, trained.sum(), num_correct

@@ -117,6 +117,8 @@ def save_checkpoint(
             json.dump(meta, meta_file, indent=1, sort_keys=True, default=str)
         if hf_config is not None:  # what launch/export_hf.py builds the model from
             hf_config.save_pretrained(os.path.join(directory, "hf_config"))
+    if os.environ.get("QVLTRAIN_TEST_CRASH_BEFORE_COMMIT") == f"{step}:{rank}":
+        os._exit(9)  # fault injection for the tests: die with the checkpoint half written
     barrier()  # every rank's files are on disk before the checkpoint is declared usable
     if rank == 0:
         _fsync_write(os.path.join(directory, "COMMITTED"), f"{step}\n")

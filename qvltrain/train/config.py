@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from qvltrain.train.checkpoint import CheckpointConfig
 from qvltrain.train.schedule import ScheduleConfig
+from qvltrain.train.validate import ValidationConfig
 
 
 @dataclass
@@ -28,6 +29,10 @@ class TrainConfig:
     """Learning-rate schedule."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpointing and resume."""
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    """Held-out loss on data.validation."""
+    peak_flops: float | None = None
+    """Peak FLOP/s of one device for MFU; None looks the GPU up in qvltrain/train/flops.py (CPU: no MFU)."""
     max_nonfinite_steps: int = 10
     """Steps with a non-finite loss or grad norm that are skipped (on all ranks) before the run stops."""
     inject_nonfinite_loss: list[int] = field(default_factory=list)

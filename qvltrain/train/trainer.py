@@ -19,11 +19,14 @@ from qvltrain.data.batch import Batch
 from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from qvltrain.train.deepspeed_config import is_zero3, resolve_deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed
+from qvltrain.train.flops import ModelShape, device_peak_flops
 from qvltrain.train.loggers import MetricsLogger
+from qvltrain.train.metrics import StepCounts, peak_memory_gb
 from qvltrain.train.progress import ProgressBar
 from qvltrain.train.schedule import lr_multiplier
 from qvltrain.train.signals import StopRequest
 from qvltrain.train.stages import apply_stage_freezing, parameter_groups
+from qvltrain.train.validate import evaluate
 
 REQUEUE_EXIT_CODE = 75
 """Exit status after a checkpoint on SIGTERM/SIGUSR1 (EX_TEMPFAIL): the job should be requeued."""
@@ -93,6 +96,9 @@ class Trainer:
             config.logger, self.run_dir, config.stage.name, resolved_config, enabled=self.rank == 0
         )
         self.resolved_config = resolved_config
+        self.model_shape = ModelShape.from_hf_config(self.engine.module.model.config)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.peak_flops = device_peak_flops(config.train.peak_flops)
         self.start_step = 0
         self.tokens_seen = 0
         self.num_nonfinite_steps = 0
@@ -100,6 +106,8 @@ class Trainer:
         if self.rank == 0:
             counts = ", ".join(f"{group} {numel:,}" for group, numel in trainable_numel.items())
             print(f"[qvltrain] stage {config.stage.name}: trainable parameters: {counts}", flush=True)
+        if config.data.validation:
+            self._validation_batches()  # fails now, not at the first validation, on a bad shard list
         if config.train.checkpoint.resume:
             self._maybe_resume()
 
@@ -197,7 +205,7 @@ class Trainer:
         local_loss_sum = 0.0
         inject = self.config.train.inject_nonfinite_loss
         for batch in micro_batches:
-            loss_sum, _ = self.engine(batch.to(self.device))
+            loss_sum, _, _ = self.engine(batch.to(self.device))
             if inject and inject[0] == step + 1 and inject[1] == self.rank:
                 loss_sum = loss_sum * float("nan")
             # A non-finite loss on any rank makes every rank's reduced gradient non-finite, and
@@ -205,10 +213,14 @@ class Trainer:
             self.engine.backward(loss_sum * scale)
             self.engine.step()
             local_loss_sum += float(loss_sum.detach())
-        real_tokens = sum(batch.num_real_tokens for batch in micro_batches)
-        global_loss_sum, global_real_tokens, stop_votes = all_reduce_sum(
-            [local_loss_sum, real_tokens, float(self.stop_request.requested)], self.device
+        counts = StepCounts()
+        for batch in micro_batches:
+            counts.add_batch(batch, self.model_shape, self.config.stage.trainable, self.pad_id)
+        global_loss_sum, stop_votes, *global_counts = all_reduce_sum(
+            [local_loss_sum, float(self.stop_request.requested), *counts.as_list()], self.device
         )
+        counts = StepCounts.from_list(global_counts)
+        global_real_tokens = counts.real_tokens
         seconds = time.perf_counter() - start
         grad_norm = self.engine.get_global_grad_norm()
         grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
@@ -225,11 +237,49 @@ class Trainer:
             "skipped_nonfinite": int(skipped),
             "stop_requested": int(stop_votes > 0),
             "tokens_per_s": global_real_tokens / seconds,
+            "samples_per_s": counts.samples / seconds,
+            "vision_patches_per_s": counts.patches / seconds,
+            "packing_efficiency": counts.real_tokens / max(counts.slots, 1.0),
+            "mfu": counts.flops / seconds / (self.peak_flops * self.world_size) if self.peak_flops else None,
+            "model_tflops_per_s": counts.flops / seconds / 1e12,
             "loss_tokens": int(global_loss_tokens),
+            "tokens_seen": self.tokens_seen,
             "data_wait_share": data_seconds / seconds,
             "step_seconds": seconds,
+            "peak_memory_gb": peak_memory_gb(self.device),
             **rates,
         }
+
+    def skip_counts(self) -> dict[str, int]:
+        """Skipped samples by reason, summed over ranks (collective)."""
+        local = dict(getattr(self.batches, "skips", {}))
+        gathered: list[dict[str, int]] = [{} for _ in range(self.world_size)]
+        torch.distributed.all_gather_object(gathered, local)
+        total: dict[str, int] = {}
+        for counts in gathered:
+            for reason, count in counts.items():
+                total[f"skipped/{reason}"] = total.get(f"skipped/{reason}", 0) + count
+        return total
+
+    def _validation_batches(self):
+        from qvltrain.data.loader import TrainBatches
+
+        data = self.config.data
+        return TrainBatches(
+            data,
+            self.config.stage.template,
+            self.tokenizer,
+            self.rank,
+            self.world_size,
+            datasets=data.validation,
+        )
+
+    def validate(self) -> dict[str, float]:
+        if not self.config.data.validation or self.config.train.validation.num_batches == 0:
+            return {}
+        return evaluate(
+            self.engine, self._validation_batches, self.config.train.validation.num_batches, self.device
+        )
 
     def fit(self) -> list[dict[str, Any]]:
         history = []
@@ -241,7 +291,11 @@ class Trainer:
             metrics = self.train_step(step)
             step += 1
             history.append(metrics)
+            validate_every = train_config.validation.every_steps
+            if (validate_every and step % validate_every == 0) or step == max_steps:
+                metrics.update(self.validate())
             if step % self.config.logger.log_every == 0 or step == max_steps:
+                metrics.update(self.skip_counts())
                 self.logger.log(metrics)
             progress.update(metrics)
             if self.num_nonfinite_steps > train_config.max_nonfinite_steps:

@@ -50,9 +50,9 @@ def test_loss_matches_transformers_forward(synthetic_shards: Path) -> None:
     batch, samples = a_pack(synthetic_shards, tokenizer, 3)
     model = tiny(tokenizer)
     reference_model = tiny(tokenizer)
-    loss_sum, num_tokens = VisionLanguageTrainModule(model)(batch)
+    loss_sum, num_tokens, num_correct = VisionLanguageTrainModule(model)(batch)
 
-    reference_sum, reference_tokens = 0.0, 0
+    reference_sum, reference_tokens, reference_correct = 0.0, 0, 0
     for sample in samples:
         rows = torch.cat([p.rows for p in sample.patches])
         grid = torch.tensor([p.grid_thw for p in sample.patches])
@@ -65,17 +65,19 @@ def test_loss_matches_transformers_forward(synthetic_shards: Path) -> None:
         ).logits[0, :-1]
         reference_sum = reference_sum + F.cross_entropy(logits, sample.labels[1:], reduction="sum")
         reference_tokens += int((sample.labels[1:] != -100).sum())
+        reference_correct += int(((logits.argmax(-1) == sample.labels[1:]) & (sample.labels[1:] != -100)).sum())
     assert int(num_tokens) == batch.num_loss_tokens == reference_tokens > 0
     torch.testing.assert_close(loss_sum, reference_sum, rtol=1e-5, atol=1e-5)
+    assert int(num_correct) == reference_correct
 
 
 def test_frozen_tower_path_gives_the_same_loss_and_no_tower_grads(synthetic_shards: Path) -> None:
     tokenizer = load_tokenizer(None)
     batch, _ = a_pack(synthetic_shards, tokenizer, 2)
     model = tiny(tokenizer)
-    full, _ = VisionLanguageTrainModule(model)(batch)
+    full, _, _ = VisionLanguageTrainModule(model)(batch)
     frozen_module = VisionLanguageTrainModule(model, frozen_vision_tower=True)
-    frozen, _ = frozen_module(batch)
+    frozen, _, _ = frozen_module(batch)
     torch.testing.assert_close(frozen, full, rtol=1e-6, atol=1e-6)
     frozen.backward()
     assert model.model.visual.blocks[0].attn.qkv.weight.grad is None
@@ -93,7 +95,7 @@ def test_text_only_batch_still_runs_the_tower_once(synthetic_shards: Path) -> No
     model = tiny(tokenizer)
     calls = []
     model.model.visual.register_forward_hook(lambda *args: calls.append(1))
-    loss_sum, _ = VisionLanguageTrainModule(model)(batch)
+    loss_sum, _, _ = VisionLanguageTrainModule(model)(batch)
     loss_sum.backward()
     assert calls == [1]
     assert torch.count_nonzero(model.model.visual.blocks[0].attn.qkv.weight.grad) == 0

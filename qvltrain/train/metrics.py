@@ -1,0 +1,53 @@
+"""Per-step throughput accounting: real tokens, slots, samples, patches and model FLOPs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from qvltrain.data.batch import PackedBatch
+from qvltrain.train.flops import ModelShape, training_flops
+
+
+@dataclass
+class StepCounts:
+    """Summed over the micro-batches of a step on one rank (all-reduced before logging)."""
+
+    real_tokens: float = 0.0
+    slots: float = 0.0
+    samples: float = 0.0
+    patches: float = 0.0
+    flops: float = 0.0
+
+    def add_batch(self, batch: PackedBatch, shape: ModelShape, trainable: list[str], pad_id: int) -> None:
+        lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).tolist()
+        starts = batch.cu_seqlens[:-1].tolist()
+        input_ids = batch.input_ids[0]
+        # Tail padding is a segment of pad tokens only; it costs time but is not useful work.
+        segments = [
+            n
+            for n, s in zip(lengths, starts, strict=True)
+            if not bool((input_ids[s : s + n] == pad_id).all())
+        ]
+        grids = batch.grid_thw.tolist() if batch.grid_thw is not None else []
+        self.real_tokens += batch.num_real_tokens
+        self.slots += batch.input_ids.numel()
+        self.samples += len(batch.keys)
+        self.patches += sum(t * h * w for t, h, w in grids)
+        self.flops += training_flops(shape, segments, sum(segments), grids, trainable)
+
+    def as_list(self) -> list[float]:
+        return [getattr(self, item.name) for item in fields(self)]
+
+    @classmethod
+    def from_list(cls, values: list[float]) -> StepCounts:
+        return cls(*values)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB

@@ -1,0 +1,230 @@
+"""Issue-7 guarantees on real 2-rank ZeRO-3 CPU runs: exact resume after kill -9, crash while
+checkpointing, frozen weights, non-finite loss on one rank, and HF export equal to the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO_ROOT
+from tests.train.test_end_to_end import free_port
+
+pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
+
+
+def launch(
+    run_dir: Path, shards: Path, stage: str, extra: list[str], env: dict | None = None
+) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).parent / "deepspeed"),
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "launch/train.py",
+        f"+stage={stage}",
+        f"train.run_dir={run_dir}",
+        "logger=none",
+        f"data.train.0.shards={shards / 'train'}",
+        f"data.validation.0.shards={shards / 'validation'}",
+        "train.schedule.warmup_steps=2",
+        *extra,
+    ]
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(process: subprocess.Popen, expect_ok: bool = True) -> str:
+    output, _ = process.communicate(timeout=600)
+    if expect_ok:
+        assert process.returncode == 0, output[-5000:]
+    return output
+
+
+def per_step(run_dir: Path) -> dict[int, dict]:
+    """The last record of each step (a resumed run repeats the steps after its checkpoint)."""
+    records: dict[int, dict] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        records[record["step"]] = record
+    return records
+
+
+def rank_pids(launcher: subprocess.Popen) -> list[int]:
+    """The training ranks the DeepSpeed launcher started (its own session: process group = its pid)."""
+    listing = subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in listing.splitlines()[1:]]
+    return [
+        int(pid)
+        for pid, pgid, args in rows
+        if pgid == str(launcher.pid) and "launch/train.py" in args and "--local_rank" in args
+    ]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, synthetic_shards: Path) -> dict[int, dict]:
+    """An uninterrupted run of 8 steps."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    finish(launch(run_dir, synthetic_shards, "full_pretrain", ["train.max_steps=8"]))
+    return per_step(run_dir)
+
+
+def assert_same_trajectory(resumed: dict[int, dict], reference: dict[int, dict]) -> None:
+    assert sorted(resumed) == sorted(reference) == list(range(1, 9))
+    for step in reference:
+        assert resumed[step]["loss"] == reference[step]["loss"], step  # bit for bit
+        assert resumed[step]["grad_norm"] == reference[step]["grad_norm"], step
+
+
+def test_kill_minus_nine_mid_run_then_resume_is_exact(
+    tmp_path: Path, synthetic_shards: Path, reference
+) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train.max_steps=8", "train.checkpoint.every_steps=2"]
+    process = launch(run_dir, synthetic_shards, "full_pretrain", args)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "metrics.jsonl").exists() or len(per_step(run_dir)) < 3:
+        assert process.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(rank_pids(process)[-1], signal.SIGKILL)  # one rank dies mid-run; the launcher kills the rest
+    finish(process, expect_ok=False)
+    assert process.returncode != 0
+    killed_at = max(per_step(run_dir))
+    assert killed_at < 8
+    output = finish(launch(run_dir, synthetic_shards, "full_pretrain", args))
+    assert "resumed from" in output
+    assert_same_trajectory(per_step(run_dir), reference)
+
+
+def test_crash_while_writing_a_checkpoint_resumes_from_the_previous_one(
+    tmp_path: Path, synthetic_shards: Path, reference
+) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train.max_steps=8", "train.checkpoint.every_steps=2"]
+    crashed = launch(
+        run_dir, synthetic_shards, "full_pretrain", args, env={"QVLTRAIN_TEST_CRASH_BEFORE_COMMIT": "4:1"}
+    )
+    finish(crashed, expect_ok=False)
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / "step_000004").exists() and not (checkpoints / "step_000004" / "COMMITTED").exists()
+    assert os.path.realpath(checkpoints / "latest").endswith("step_000002")
+    output = finish(launch(run_dir, synthetic_shards, "full_pretrain", args))
+    assert f"resumed from {checkpoints / 'step_000002'}" in output
+    assert_same_trajectory(per_step(run_dir), reference)
+
+
+def test_nonfinite_loss_on_one_rank_is_skipped_on_all(tmp_path: Path, synthetic_shards: Path) -> None:
+    run_dir = tmp_path / "run"
+    finish(
+        launch(
+            run_dir,
+            synthetic_shards,
+            "full_pretrain",
+            ["train.max_steps=4", "train.inject_nonfinite_loss=[2,1]"],
+        )
+    )
+    records = per_step(run_dir)
+    assert [records[s]["skipped_nonfinite"] for s in (1, 2, 3, 4)] == [0, 1, 0, 0]
+    assert all(records[s]["loss"] == records[s]["loss"] for s in (1, 3, 4))  # finite again after the skip
+    process = launch(
+        tmp_path / "budget",
+        synthetic_shards,
+        "full_pretrain",
+        ["train.max_steps=4", "train.inject_nonfinite_loss=[2,0]", "train.max_nonfinite_steps=0"],
+    )
+    output = finish(process, expect_ok=False)
+    assert process.returncode != 0 and "non-finite loss or gradient norm" in output
+
+
+def consolidated(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    from qvltrain.model.export import load_consolidated_model
+
+    return load_consolidated_model(str(run_dir / "checkpoints" / f"step_{step:06d}")).state_dict()
+
+
+@pytest.mark.parametrize(
+    "stage,frozen_prefix", [("vit_pretrain", "model.language_model."), ("instruct", "model.visual.blocks.")]
+)
+def test_frozen_weights_stay_bit_identical(
+    stage: str, frozen_prefix: str, tmp_path: Path, synthetic_shards: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    finish(
+        launch(
+            run_dir,
+            synthetic_shards,
+            stage,
+            ["train.max_steps=3", "train.checkpoint.every_steps=1", "train.checkpoint.keep_last=0"],
+        )
+    )
+    first, last = consolidated(run_dir, 1), consolidated(run_dir, 3)
+    frozen = [name for name in first if name.startswith(frozen_prefix)]
+    trained = [name for name in first if name.startswith("model.visual.merger.")]
+    assert frozen and trained
+    assert all(torch.equal(first[name], last[name]) for name in frozen)
+    assert any(not torch.equal(first[name], last[name]) for name in trained)
+
+
+def test_export_loads_in_transformers_and_matches_the_engine(tmp_path: Path, synthetic_shards: Path) -> None:
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from qvltrain.config import to_typed
+    from qvltrain.data.loader import TrainBatches
+    from qvltrain.model.train_module import VisionLanguageTrainModule
+    from qvltrain.text.tokenizer import load_tokenizer
+    from tests.test_config import compose_config
+
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    overrides = [
+        f"data.train.0.shards={synthetic_shards / 'train'}",
+        f"data.validation.0.shards={synthetic_shards / 'validation'}",
+    ]
+    finish(
+        launch(
+            run_dir,
+            synthetic_shards,
+            "full_pretrain",
+            ["train.max_steps=3", "train.validation.num_batches=2"],
+        )
+    )
+    engine_val_loss = per_step(run_dir)[3]["val_loss"]
+    result = subprocess.run(
+        [sys.executable, "launch/export_hf.py", str(run_dir), str(export_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(export_dir, local_files_only=True).eval()
+    tokenizer = load_tokenizer(str(export_dir))
+    config = to_typed(compose_config(["+stage=full_pretrain", *overrides]))
+    module = VisionLanguageTrainModule(model)
+    loss_sum = tokens = 0.0
+    with torch.no_grad():
+        for rank in (0, 1):  # the engine validated 2 micro-batches on each of its 2 ranks
+            batches = TrainBatches(config.data, "plain", tokenizer, rank, 2, datasets=config.data.validation)
+            for _ in range(2):
+                batch_sum, batch_tokens, _ = module(next(batches))
+                loss_sum, tokens = loss_sum + float(batch_sum), tokens + float(batch_tokens)
+    assert loss_sum / tokens == pytest.approx(engine_val_loss, rel=1e-5, abs=1e-6)
+
+    prompt = tokenizer("a red", return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
