@@ -1,0 +1,147 @@
+"""Held-out task metrics of an exported model, by greedy generation with transformers.
+
+    python -m qvltrain.evaluate EXPORT_DIR --shards data/digits/caption/validation --task caption
+    python -m qvltrain.evaluate EXPORT_DIR --shards data/digits/grounding/validation --task grounding
+
+Each shard sample is rendered with the chatml template exactly as in training; the prompt is
+everything before the last trained (assistant) span, the reference is that span. `caption` scores
+exact matches of the generated answer; `grounding` scores boxes with IoU >= 0.5 against the
+reference box (Qwen2-VL's [0, 1000) coordinates, parsed from `<|box_start|>(x1,y1),(x2,y2)<|box_end|>`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass
+
+import torch
+import webdataset as wds
+from transformers import Qwen2VLForConditionalGeneration
+
+from qvltrain.data.config import DatasetConfig
+from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder
+from qvltrain.data.shards import expand_shards
+from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
+from qvltrain.vision.budgets import ImageBudget, VideoBudget
+from qvltrain.vision.device import collate_patches, rows_to_pixel_values
+
+BOX = re.compile(r"\((\d+),(\d+)\),\((\d+),(\d+)\)")
+
+
+@dataclass
+class Prompted:
+    key: str
+    prompt_ids: torch.Tensor  # [P] int64
+    reference: str
+    sample: DecodedSample
+
+
+def last_trained_span(labels: torch.Tensor) -> tuple[int, int]:
+    trained = torch.nonzero(labels != -100).flatten()
+    end = int(trained[-1]) + 1
+    start = end - 1
+    while start > 0 and labels[start - 1] != -100:
+        start -= 1
+    return start, end
+
+
+def prompt_and_reference(sample: DecodedSample, tokenizer) -> Prompted:
+    start, end = last_trained_span(sample.labels)
+    reference = tokenizer.decode(sample.input_ids[start:end], skip_special_tokens=False)
+    return Prompted(sample.key, sample.input_ids[:start], clean_answer(reference), sample)
+
+
+def clean_answer(text: str) -> str:
+    return text.split("<|im_end|>")[0].strip()
+
+
+def box_iou(first: tuple[int, ...], second: tuple[int, ...]) -> float:
+    width = max(0, min(first[2], second[2]) - max(first[0], second[0]))
+    height = max(0, min(first[3], second[3]) - max(first[1], second[1]))
+    intersection = width * height
+    area = (first[2] - first[0]) * (first[3] - first[1]) + (second[2] - second[0]) * (second[3] - second[1])
+    return intersection / (area - intersection) if area - intersection > 0 else 0.0
+
+
+def generate(model, prompted: Prompted, tokenizer, max_new_tokens: int) -> str:
+    sample = prompted.sample
+    length = len(prompted.prompt_ids)
+    inputs = {
+        "input_ids": prompted.prompt_ids[None],
+        "mm_token_type_ids": sample.mm_token_type_ids[None, :length],
+    }
+    for repeat, grid_key, pixel_key in (
+        (2, "image_grid_thw", "pixel_values"),
+        (1, "video_grid_thw", "pixel_values_videos"),
+    ):
+        items = [p for p in sample.patches if p.temporal_repeat == repeat]
+        if items:
+            rows, grids, repeats = collate_patches(items)
+            inputs[pixel_key] = rows_to_pixel_values(rows, grids, repeats)
+            inputs[grid_key] = grids
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return clean_answer(tokenizer.decode(output[0, length:], skip_special_tokens=False))
+
+
+def read_prompts(shards: str, tokenizer, budget: ImageBudget, video_budget: VideoBudget, limit: int):
+    dataset = DatasetConfig(
+        name="eval", shards=shards, image_budget=budget, video_budget=video_budget, template="chatml"
+    )
+    decoder = SampleDecoder(dataset, "chatml", TokenizerInfo.from_tokenizer(tokenizer), max_length=1 << 20)
+    prompts = []
+    for raw in wds.WebDataset(expand_shards(shards), shardshuffle=False, empty_check=False):
+        try:
+            prompts.append(prompt_and_reference(decoder(raw), tokenizer))
+        except BadSample:
+            continue
+        if len(prompts) >= limit:
+            break
+    return prompts
+
+
+def evaluate_task(
+    model_dir: str, shards: str, task: str, limit: int, budget: ImageBudget, video_budget: VideoBudget
+) -> dict:
+    tokenizer = load_tokenizer(model_dir)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, local_files_only=True).eval()
+    prompts = read_prompts(shards, tokenizer, budget, video_budget, limit)
+    if not prompts:
+        raise ValueError(f"no usable samples in {shards}")
+    hits = 0
+    for prompted in prompts:
+        answer = generate(model, prompted, tokenizer, max_new_tokens=32)
+        if task == "grounding":
+            predicted, reference = BOX.search(answer), BOX.search(prompted.reference)
+            hit = (
+                bool(predicted and reference)
+                and box_iou(tuple(map(int, predicted.groups())), tuple(map(int, reference.groups()))) >= 0.5
+            )
+        else:
+            hit = answer == prompted.reference
+        hits += int(hit)
+    metric = "grounding_iou50_accuracy" if task == "grounding" else "exact_match_accuracy"
+    return {"task": task, "shards": shards, "num_samples": len(prompts), metric: hits / len(prompts)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir", help="an exported Hugging Face folder (launch/export_hf.py)")
+    parser.add_argument("--shards", required=True, help="validation shards (folder, brace pattern, glob)")
+    parser.add_argument("--task", choices=("caption", "grounding", "answer"), default="answer")
+    parser.add_argument("--limit", type=int, default=200, help="samples to evaluate")
+    parser.add_argument("--min-pixels", type=int, default=3136)
+    parser.add_argument("--max-pixels", type=int, default=50176)
+    parser.add_argument("--video-total-pixels", type=int, default=16 * 50176)
+    args = parser.parse_args(argv)
+    budget = ImageBudget(min_pixels=args.min_pixels, max_pixels=args.max_pixels)
+    video_budget = VideoBudget(
+        total_pixels=args.video_total_pixels, min_pixels=args.min_pixels, max_pixels=args.max_pixels
+    )
+    print(json.dumps(evaluate_task(args.model_dir, args.shards, args.task, args.limit, budget, video_budget)))
+
+
+if __name__ == "__main__":
+    main()
