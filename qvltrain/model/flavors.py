@@ -26,6 +26,10 @@ class ModelConfig:
     """Attention kernel for unpacked batches: sdpa or eager (packed batches use qvltrain's own)."""
     vocab_size: int | None = None
     """Embedding rows; None sizes them to the tokenizer (the releases pad: 2B 151936, 7B 152064)."""
+    loss_chunk_tokens: int = 2048
+    """LM-head + cross-entropy in chunks over trained positions only (0: plain full logits)."""
+    activation_checkpointing: str = "none"
+    """Recompute activations in backward: none, llm (each decoder layer), vision (each ViT block), both."""
     llm_hidden_size: int = 64
     """LLM hidden size (also the vision tower's output size)."""
     llm_intermediate_size: int = 128

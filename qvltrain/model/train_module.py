@@ -11,22 +11,48 @@ segment of `cu_seqlens`, the tower within each image or video slice; no [L, L] m
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen2VLForConditionalGeneration
 from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
 
 from qvltrain.data.batch import PackedBatch
+from qvltrain.model.loss import chunked_token_loss, plain_token_loss
 from qvltrain.model.packed_attention import packed_llm_kwargs, use_packed_attention
 from qvltrain.vision.device import rows_to_pixel_values
 
+CHECKPOINTING = ("none", "llm", "vision", "both")
+
+
+def enable_activation_checkpointing(model: Qwen2VLForConditionalGeneration, which: str) -> None:
+    """Recompute each decoder layer ("llm") and/or ViT block ("vision") in the backward pass."""
+    if which not in CHECKPOINTING:
+        raise ValueError(
+            f"model.activation_checkpointing={which!r}: expected one of {', '.join(CHECKPOINTING)}"
+        )
+    if which == "none":
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    keep = {"llm": model.model.language_model.layers, "vision": model.model.visual.blocks}
+    for part, layers in keep.items():
+        if which not in (part, "both"):
+            for layer in layers:
+                layer.gradient_checkpointing = False
+
 
 class VisionLanguageTrainModule(nn.Module):
-    def __init__(self, model: Qwen2VLForConditionalGeneration, frozen_vision_tower: bool = False):
+    def __init__(
+        self,
+        model: Qwen2VLForConditionalGeneration,
+        frozen_vision_tower: bool = False,
+        loss_chunk_tokens: int = 0,
+        activation_checkpointing: str = "none",
+    ):
         super().__init__()
         self.model = model
         self.frozen_vision_tower = frozen_vision_tower
+        self.loss_chunk_tokens = loss_chunk_tokens
         use_packed_attention(model)
+        enable_activation_checkpointing(model, activation_checkpointing)
 
     @property
     def config(self):
@@ -101,11 +127,6 @@ class VisionLanguageTrainModule(nn.Module):
         The caller divides the sum by the loss-token count of the whole step across ranks.
         """
         hidden = self.hidden_states(batch)
-        logits = self.model.lm_head(hidden[:, :-1]).float()  # [1, L-1, V]
-        targets = batch.labels[:, 1:]
-        loss_sum = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
-        )
-        trained = targets != -100
-        num_correct = ((logits.detach().argmax(-1) == targets) & trained).sum()
-        return loss_sum, trained.sum(), num_correct
+        if self.loss_chunk_tokens:
+            return chunked_token_loss(self.model.lm_head, hidden, batch.labels, self.loss_chunk_tokens)
+        return plain_token_loss(self.model.lm_head, hidden, batch.labels)

@@ -60,7 +60,10 @@ def build_engine(config: Config, tokenizer, world_size: int, on_gpu: bool):
     model = build_model(config.model, tokenizer, zero3=hf_deepspeed_config is not None)
     trainable_numel = apply_stage_freezing(model, config.stage)
     module = VisionLanguageTrainModule(
-        model, frozen_vision_tower="vision_tower" not in config.stage.trainable
+        model,
+        frozen_vision_tower="vision_tower" not in config.stage.trainable,
+        loss_chunk_tokens=config.model.loss_chunk_tokens,
+        activation_checkpointing=config.model.activation_checkpointing,
     )
     groups = parameter_groups(module, config.stage, config.train.weight_decay)
     optimizer = torch.optim.AdamW(groups, betas=tuple(config.train.adam_betas), foreach=False)
