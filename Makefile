@@ -10,7 +10,6 @@ PIP := $(VENV)/bin/pip
 # the same version resolves to its CUDA build. Override, e.g. `make setup TORCH_SPEC="torch==2.6.0"`.
 TORCH_SPEC ?= torch==2.13.0
 NUM_RANKS ?= 2
-DEMO_STEPS ?= 40
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup demo data test parity bench lint format clean
@@ -28,11 +27,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## Create .venv and install qvltrain with its pinned dependencies (idempotent)
 
 data: setup ## Write the demo shards (synthetic shape captions) into data/synthetic
-	$(PY) -m data_recipes.synthetic_shapes --out data/synthetic
+	@test -f data/synthetic/validation/validation.index.json || $(PY) -m data_recipes.synthetic_shapes --out data/synthetic
 
-demo: data ## Train the tiny model (stage vit_pretrain) on 2 CPU ranks under DeepSpeed ZeRO-3
-	PATH=$(VENV)/bin:$$PATH deepspeed --num_gpus $(NUM_RANKS) launch/train.py +stage=vit_pretrain \
-	    train.max_steps=$(DEMO_STEPS) train.run_dir=runs/demo_vit_pretrain
+demo: data ## Train the tiny model through the three stages on 2 CPU ranks (ZeRO-3), then evaluate it
+	NUM_RANKS=$(NUM_RANKS) QVL_PYTHON=$(PY) bash launch/demo.sh runs/demo
 
 test: setup ## Run the test suite (CPU; GPU tests are deselected)
 	$(PY) -m pytest -q tests

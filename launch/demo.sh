@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The demo: the paper's three stages in sequence on the tiny model, 2 CPU ranks (or the local GPUs),
+# DeepSpeed ZeRO-3, each stage starting from the previous stage's Hugging Face export, then held-out
+# metrics by greedy generation. Usage: launch/demo.sh [RUNS_DIR] (make demo calls it).
+set -euo pipefail
+RUNS=${1:-runs/demo}
+NUM_RANKS=${NUM_RANKS:-2}
+PY=${QVL_PYTHON:-.venv/bin/python}
+DATA=data/synthetic
+export PATH="$(dirname "$PY"):$PATH"
+
+stage() {  # stage NAME INIT_FROM STEPS [overrides...]
+  local name=$1 init=$2 steps=$3; shift 3
+  local init_arg=()
+  [ -n "$init" ] && init_arg=("model.init_from=$init")
+  echo "== stage $name ($steps steps${init:+, from $init}) =="
+  deepspeed --num_gpus "$NUM_RANKS" launch/train.py "+stage=$name" "${init_arg[@]}" \
+      "train.run_dir=$RUNS/$name" "train.max_steps=$steps" train.schedule.warmup_steps=20 \
+      train.validation.every_steps=100 "$@"
+  "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
+}
+
+stage vit_pretrain "" 100 stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
+stage full_pretrain "$RUNS/export_vit_pretrain" 300 stage.lr_vision_tower=2e-3 stage.lr_merger=3e-3 stage.lr_llm=3e-3
+stage instruct "$RUNS/export_full_pretrain" 300 stage.lr_merger=3e-3 stage.lr_llm=3e-3
+
+echo "== held-out evaluation (greedy generation with transformers on the instruct export) =="
+"$PY" -m qvltrain.evaluate "$RUNS/export_instruct" --shards "$DATA/validation" --task caption --limit 200 \
+    | tee "$RUNS/eval_caption.json"
+"$PY" -m qvltrain.report "$RUNS/instruct" > /dev/null
+echo "[qvltrain] demo runs, exports and plots under $RUNS/ (plots: $RUNS/instruct/plots/)"
