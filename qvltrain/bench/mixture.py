@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from qvltrain.vision.tokens import VISION_MARKER_TOKENS, image_grid, video_grid
@@ -33,36 +33,48 @@ SYSTEM_TURN = 20
 SHARES = (("caption", 0.30), ("vqa", 0.25), ("document", 0.15), ("video", 0.10), ("text", 0.20))
 
 
+@dataclass(frozen=True)
+class VisualItem:
+    """One image or video of a sample, as the loader would hand it to the tower."""
+
+    kind: str
+    """"image" or "video"."""
+    grid_thw: tuple[int, int, int]
+    """(t, h, w) in patches before merging."""
+
+
 @dataclass
 class SampleSize:
     source: str
     num_tokens: int
+    """LLM tokens: text + visual blocks (pads and the two markers of each block)."""
     num_patches: int
     num_visual_tokens: int
+    """Visual-block tokens, markers included."""
+    items: list[VisualItem] = field(default_factory=list)
+    """Images and videos in token order (the training benchmark builds real inputs from them)."""
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
-def _photo(rng: random.Random, budget: ImageBudget) -> tuple[int, int]:
-    """(tokens with markers, patches) of one photo."""
+def _photo(rng: random.Random, budget: ImageBudget) -> tuple[int, int, int]:
+    """grid_thw of one photo."""
     side = _log_uniform(rng, 200, 2000)
     aspect = _log_uniform(rng, 0.5, 2.0)
     height, width = max(28, int(side * math.sqrt(aspect))), max(28, int(side / math.sqrt(aspect)))
-    t, h, w = image_grid(height, width, budget)
-    return t * h * w // 4 + VISION_MARKER_TOKENS, t * h * w
+    return image_grid(height, width, budget)
 
 
 def _sample(rng: random.Random, source: str) -> SampleSize:
-    visual_tokens = patches = 0
+    grids: list[tuple[int, int, int]] = []
     if source == "caption":
-        visual_tokens, patches = _photo(rng, PHOTO_BUDGET)
+        grids.append(_photo(rng, PHOTO_BUDGET))
         text = int(_log_uniform(rng, 5, 150)) + 1
     elif source == "vqa":
         for _ in range(rng.randint(1, 3)):
-            tokens, rows = _photo(rng, PHOTO_BUDGET)
-            visual_tokens, patches = visual_tokens + tokens, patches + rows
+            grids.append(_photo(rng, PHOTO_BUDGET))
         turns = rng.randint(1, 6)
         text = SYSTEM_TURN + sum(
             int(_log_uniform(rng, 10, 60)) + int(_log_uniform(rng, 5, 250)) + 2 * CHATML_TURN_OVERHEAD
@@ -71,18 +83,20 @@ def _sample(rng: random.Random, source: str) -> SampleSize:
     elif source == "document":
         dpi = rng.uniform(100, 300)
         width_in, height_in = rng.choice(((8.27, 11.69), (8.5, 11.0)))
-        t, h, w = image_grid(int(height_in * dpi), int(width_in * dpi), DOCUMENT_BUDGET)
-        visual_tokens, patches = t * h * w // 4 + VISION_MARKER_TOKENS, t * h * w
+        grids.append(image_grid(int(height_in * dpi), int(width_in * dpi), DOCUMENT_BUDGET))
         text = int(_log_uniform(rng, 100, 1000))
     elif source == "video":
         seconds = _log_uniform(rng, 4, 240)
         height = rng.choice((360, 480, 720, 1080))
-        t, h, w = video_grid(int(seconds * 30), 30.0, height, height * 16 // 9, VIDEO_BUDGET)
-        visual_tokens, patches = t * h * w // 4 + VISION_MARKER_TOKENS, t * h * w
+        grids.append(video_grid(int(seconds * 30), 30.0, height, height * 16 // 9, VIDEO_BUDGET))
         text = SYSTEM_TURN + 2 * CHATML_TURN_OVERHEAD + int(_log_uniform(rng, 20, 300))
     else:
         text = int(min(8192, max(30, rng.lognormvariate(math.log(400), 1.0))))
-    return SampleSize(source, min(8192, visual_tokens + text), patches, visual_tokens)
+    kind = "video" if source == "video" else "image"
+    items = [VisualItem(kind, grid) for grid in grids]
+    patches = sum(t * h * w for t, h, w in grids)
+    visual_tokens = sum(t * h * w // 4 + VISION_MARKER_TOKENS for t, h, w in grids)
+    return SampleSize(source, min(8192, visual_tokens + text), patches, visual_tokens, items)
 
 
 def realistic_mixture(num_samples: int, seed: int = 0) -> list[SampleSize]:

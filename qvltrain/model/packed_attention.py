@@ -36,25 +36,44 @@ except ImportError:  # torch < 2.10
     varlen_attn = None
 
 
+def _equal_length_runs(lengths: list[int]) -> list[tuple[int, int]]:
+    """Consecutive segments of equal length as (count, length): a video's temporal slices are one run."""
+    runs: list[tuple[int, int]] = []
+    for length in lengths:
+        if runs and runs[-1][1] == length:
+            runs[-1] = (runs[-1][0] + 1, length)
+        else:
+            runs.append((1, length))
+    return runs
+
+
 def _per_segment(query, key, value, cu_seqlens, causal: bool, scaling, dropout: float) -> torch.Tensor:
-    """Exact reference path: SDPA per segment. [1, H, L, D] in, [L, H, D] out."""
+    """Exact reference path: SDPA per segment. [1, H, L, D] in, [L, H, D] out.
+
+    Two things keep it fast on the CPU (3-4x on packs of many segments, docs/benchmarks.md "Training
+    step"): the inputs are cut with one `split` per tensor, whose backward is a single cat, where
+    slicing per segment made each segment's backward write a zero-filled full [1, H, L, D] gradient
+    (S fills, copies and adds of the whole tensor); and a run of equal-length segments (the temporal
+    slices of a video, same-size images) is one batched SDPA call. Each segment still attends to
+    itself only, with the same kernel (outputs and gradients were bit-identical to the per-segment
+    loop in that measurement).
+    """
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    bounds = cu_seqlens.tolist()
-    outputs = [
-        F.scaled_dot_product_attention(
-            query[:, :, start:end],
-            key[:, :, start:end],
-            value[:, :, start:end],
-            dropout_p=dropout,
-            is_causal=causal,
-            scale=scaling,
-        )
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True)
-        if end > start
-    ]
-    return torch.cat(outputs, dim=2)[0].transpose(0, 1)
+    num_heads, head_dim = query.shape[1], query.shape[3]
+    runs = _equal_length_runs((cu_seqlens[1:] - cu_seqlens[:-1]).tolist())
+    sizes = [count * length for count, length in runs]
+    outputs = []
+    pieces = (query[0].split(sizes, dim=1), key[0].split(sizes, dim=1), value[0].split(sizes, dim=1))
+    for (count, length), *qkv in zip(runs, *pieces, strict=True):
+        if length == 0:
+            continue
+        # [H, count * length, D] -> [count, H, length, D]: a batch of `count` segments.
+        q, k, v = (tensor.unflatten(1, (count, length)).transpose(0, 1) for tensor in qkv)
+        output = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal, scale=scaling)
+        outputs.append(output.transpose(1, 2).reshape(count * length, num_heads, head_dim))
+    return torch.cat(outputs, dim=0)
 
 
 def _varlen_cuda(query, key, value, cu_seqlens, max_seqlen: int, causal: bool, scaling, dropout: float):
