@@ -65,7 +65,9 @@ def test_loss_matches_transformers_forward(synthetic_shards: Path) -> None:
         ).logits[0, :-1]
         reference_sum = reference_sum + F.cross_entropy(logits, sample.labels[1:], reduction="sum")
         reference_tokens += int((sample.labels[1:] != -100).sum())
-        reference_correct += int(((logits.argmax(-1) == sample.labels[1:]) & (sample.labels[1:] != -100)).sum())
+        reference_correct += int(
+            ((logits.argmax(-1) == sample.labels[1:]) & (sample.labels[1:] != -100)).sum()
+        )
     assert int(num_tokens) == batch.num_loss_tokens == reference_tokens > 0
     torch.testing.assert_close(loss_sum, reference_sum, rtol=1e-5, atol=1e-5)
     assert int(num_correct) == reference_correct
