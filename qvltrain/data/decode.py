@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from qvltrain.data.config import DatasetConfig
+from qvltrain.data.schema import TASKS  # the one list of tasks: shard schema, validator and loader agree
 from qvltrain.text.config import RenderConfig
 from qvltrain.text.errors import SkipSample
 from qvltrain.text.render import render_sample
@@ -41,7 +42,6 @@ class BadSample(ValueError):
         self.reason, self.key, self.shard = reason, key, shard
 
 
-TASKS = ("caption", "chat", "grounding", "text")
 """Values of a sample's `task` (docs/formats.md); anything else is an `unknown_task` skip."""
 
 

@@ -1,0 +1,213 @@
+"""Validate written shards against docs/shard-format.md: schema, media, sizes, index, token counts.
+
+    python -m qvltrain.data.validate data/digits/train [--check-tokens] [--max-errors 20]
+
+Every recipe runs this on what it writes; users run it on their own shards before training. Media
+sizes are read from file headers only (no pixel is decoded), so a pass over a dataset is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from qvltrain.data.schema import check_sample, media_files, visual_items
+from qvltrain.data.shards import expand_shards
+
+
+@dataclass
+class ShardSample:
+    """One sample as stored in a tar: its key, its parsed KEY.json and its other members' bytes."""
+
+    shard: str
+    key: str
+    sample: dict
+    media: dict[str, bytes]
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of validating a set of shards; valid when `num_errors` is 0."""
+
+    num_shards: int = 0
+    num_samples: int = 0
+    num_errors: int = 0
+    errors: list[str] = field(default_factory=list)
+    """The first `max_errors` problems, each naming its shard and key."""
+    tasks: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return self.num_errors == 0
+
+    def summary(self) -> str:
+        tasks = ", ".join(f"{task} {count}" for task, count in sorted(self.tasks.items()))
+        verdict = "valid" if self.ok else f"{self.num_errors} problem(s)"
+        return f"{self.num_samples} samples in {self.num_shards} shards ({tasks}): {verdict}"
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """(key, suffix) as webdataset splits a member name: at the first dot of its base name."""
+    directory, _, base = name.rpartition("/")
+    key, _, suffix = base.partition(".")
+    return (f"{directory}/{key}" if directory else key), suffix
+
+
+def iter_shard_samples(shard: str) -> Iterator[ShardSample | tuple[str, str]]:
+    """Samples of one tar in order; yields (key, problem) for members that do not form a sample.
+
+    Members of one sample are consecutive in the tar (webdataset groups them that way too).
+    """
+    current_key, members = None, {}
+
+    def finish():
+        if "json" not in members:
+            return current_key, f"members {sorted(members)} have no {current_key}.json"
+        try:
+            sample = json.loads(members.pop("json"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return current_key, f"{current_key}.json is not JSON: {error}"
+        return ShardSample(shard, current_key, sample, members)
+
+    with tarfile.open(shard, "r:") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, suffix = split_member_name(member.name)
+            if key != current_key:
+                if current_key is not None:
+                    yield finish()
+                current_key, members = key, {}
+            if suffix in members:
+                yield key, f"member {member.name!r} appears twice"
+            members[suffix] = tar.extractfile(member).read()
+        if current_key is not None:
+            yield finish()
+
+
+def image_header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as the loader will see the image (EXIF rotation applied), from the header only."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        # Orientations 5-8 swap the sides (decode_image applies them before sizing).
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+            return height, width
+        return width, height
+
+
+def check_media_sizes(sample: dict, media: dict[str, bytes]) -> list[str]:
+    """meta.image_sizes / meta.video_sizes against the stored files' headers."""
+    meta = sample.get("meta", {})
+    image_sizes, video_sizes = meta.get("image_sizes", []), meta.get("video_sizes", [])
+    problems, image_index, video_index = [], 0, 0
+    for item in visual_items(sample):
+        files = [name for name in media_files(item) if name in media]
+        try:
+            sizes = {
+                image_header_size(media[name])
+                for name in files
+                if item["type"] == "image" or "frames" in item
+            }
+        except (UnidentifiedImageError, OSError) as error:
+            problems.append(f"{item['type']} {files[:1]}: cannot be read as an image ({error})")
+            sizes = set()
+        if item["type"] == "image":
+            expected = tuple(image_sizes[image_index]) if image_index < len(image_sizes) else None
+            image_index += 1
+        else:
+            expected = tuple(video_sizes[video_index]) if video_index < len(video_sizes) else None
+            video_index += 1
+        if len(sizes) > 1:
+            problems.append(f"video frames differ in size: {sorted(sizes)}")
+        elif sizes and expected is not None and sizes != {expected}:
+            problems.append(
+                f"{item['type']} {files[0]!r} is {sizes.pop()} (width, height) but meta says {list(expected)}"
+            )
+    return problems
+
+
+def read_index_counts(shards: list[str]) -> dict[str, int]:
+    """Shard base name -> sample count from every `<prefix>.index.json` beside the shards."""
+    counts: dict[str, int] = {}
+    for folder in sorted({os.path.dirname(shard) for shard in shards}):
+        for name in sorted(os.listdir(folder or ".")):
+            if name.endswith(".index.json"):
+                with open(os.path.join(folder, name)) as index_file:
+                    counts.update(json.load(index_file).get("shards", {}))
+    return counts
+
+
+def validate_shards(spec: str, token_checker=None, max_errors: int = 50) -> ValidationReport:
+    """Check every sample of the shards `spec` names (a folder, pattern or list joined by '::').
+
+    token_checker: optional callable(sample, shard) -> problem or None (see token_count.TokenChecker).
+    """
+    shards = expand_shards(spec)
+    report = ValidationReport(num_shards=len(shards))
+    index_counts = read_index_counts(shards)
+    seen_keys: dict[str, str] = {}
+
+    def problem(shard: str, key: str, message: str) -> None:
+        report.num_errors += 1
+        if len(report.errors) < max_errors:
+            report.errors.append(f"{os.path.basename(shard)}:{key}: {message}")
+
+    for shard in shards:
+        num_in_shard = 0
+        for entry in iter_shard_samples(shard):
+            if isinstance(entry, tuple):
+                problem(shard, *entry)
+                continue
+            num_in_shard += 1
+            report.num_samples += 1
+            if entry.key in seen_keys:
+                problem(shard, entry.key, f"key also used in {seen_keys[entry.key]}")
+            seen_keys[entry.key] = os.path.basename(shard)
+            problems = check_sample(entry.sample, set(entry.media))
+            if not problems:
+                problems = check_media_sizes(entry.sample, entry.media)
+            if not problems and token_checker is not None:
+                problems = [message for message in [token_checker(entry.sample, shard)] if message]
+            for message in problems:
+                problem(shard, entry.key, message)
+            if isinstance(entry.sample, dict):
+                report.tasks[str(entry.sample.get("task"))] += 1
+        expected = index_counts.get(os.path.basename(shard))
+        if expected is not None and expected != num_in_shard:
+            problem(shard, "-", f"index says {expected} samples, the tar holds {num_in_shard}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("shards", help="folder of *.tar, brace pattern or glob ('::' joins several)")
+    parser.add_argument(
+        "--check-tokens",
+        action="store_true",
+        help="recompute meta.num_tokens with the settings in <prefix>.recipe.json beside the shards",
+    )
+    parser.add_argument("--max-errors", type=int, default=20, help="problems printed (all are counted)")
+    args = parser.parse_args(argv)
+    checker = None
+    if args.check_tokens:
+        from qvltrain.data.token_count import TokenChecker
+
+        checker = TokenChecker.from_recipe_files(expand_shards(args.shards))
+    report = validate_shards(args.shards, checker, max_errors=args.max_errors)
+    for line in report.errors:
+        print(line)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
