@@ -12,6 +12,7 @@ import webdataset as wds
 from data_recipes.digits import main
 from qvltrain.data.digits import split_indices
 from qvltrain.data.digits_tasks import draw_spec
+from qvltrain.data.inspect import main as inspect_main
 from qvltrain.data.shards import expand_shards
 from qvltrain.data.validate import validate_shards
 
