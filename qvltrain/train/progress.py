@@ -11,7 +11,15 @@ from tqdm import tqdm
 class ProgressBar:
     def __init__(self, total_steps: int, enabled: bool):
         self._bar = (
-            tqdm(total=total_steps, desc="train", unit="step", file=sys.stdout, dynamic_ncols=True)
+            # In a log file (SLURM, CI) a redraw per step would flood it: redraw every 30 s there.
+            tqdm(
+                total=total_steps,
+                desc="train",
+                unit="step",
+                file=sys.stdout,
+                dynamic_ncols=True,
+                mininterval=0.2 if sys.stdout.isatty() else 30.0,
+            )
             if enabled
             else None
         )
