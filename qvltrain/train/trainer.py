@@ -28,8 +28,13 @@ from qvltrain.train.signals import StopRequest
 from qvltrain.train.stages import apply_stage_freezing, parameter_groups
 from qvltrain.train.validate import evaluate
 
-REQUEUE_EXIT_CODE = 75
-"""Exit status after a checkpoint on SIGTERM/SIGUSR1 (EX_TEMPFAIL): the job should be requeued."""
+REQUEUE_MARKER_ENV = "QVLTRAIN_REQUEUE_MARKER"
+"""Environment variable naming a file rank 0 creates after a checkpoint on SIGTERM/SIGUSR1.
+
+Every rank then exits with status 0: a non-zero status from one rank would make `srun
+--kill-on-bad-exit` kill the others while they are still finishing, and the job would look failed.
+The scheduler script requeues when the file exists (launch/slurm/train.sbatch).
+"""
 
 
 def seed_everything(seed: int) -> None:
@@ -317,8 +322,12 @@ class Trainer:
                     )
                 progress.close()
                 self.logger.close()
+                marker = os.environ.get(REQUEUE_MARKER_ENV)
+                if marker and self.rank == 0:
+                    with open(marker, "w") as marker_file:
+                        marker_file.write(f"{step}\n")
                 barrier()
-                sys.exit(REQUEUE_EXIT_CODE)
+                sys.exit(0)
             if (every and step % every == 0) or (step == max_steps and train_config.checkpoint.save_at_end):
                 self.save(step)
         progress.close()
