@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install qvltrain with its pinned dependencies (idempotent)
 
-data: setup ## Write the demo shards (synthetic shape captions) into data/synthetic
-	@test -f data/synthetic/validation/validation.index.json || $(PY) -m data_recipes.synthetic_shapes --out data/synthetic
+data: setup ## Write the demo shards (handwritten digits: caption, grounding, chat, video) into data/digits
+	@test -f data/digits/video/validation/validation.index.json || $(PY) -m data_recipes.digits --out data/digits
 
 demo: data ## Train the tiny model through the three stages on 2 CPU ranks (ZeRO-3), then evaluate it
 	NUM_RANKS=$(NUM_RANKS) QVL_PYTHON=$(PY) bash launch/demo.sh runs/demo
@@ -60,4 +60,4 @@ format: setup ## ruff format in place
 	$(VENV)/bin/ruff check --fix .
 
 clean: ## Remove runs, demo data and caches (keeps .venv)
-	rm -rf runs data/synthetic .pytest_cache
+	rm -rf runs data/synthetic data/digits .pytest_cache

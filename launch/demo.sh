@@ -6,7 +6,7 @@ set -euo pipefail
 RUNS=${1:-runs/demo}
 NUM_RANKS=${NUM_RANKS:-2}
 PY=${QVL_PYTHON:-.venv/bin/python}
-DATA=data/synthetic
+DATA=data/digits
 export PATH="$(dirname "$PY"):$PATH"
 
 stage() {  # stage NAME INIT_FROM STEPS [overrides...]
@@ -20,12 +20,15 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
   "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
 }
 
-stage vit_pretrain "" 100 stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
-stage full_pretrain "$RUNS/export_vit_pretrain" 300 stage.lr_vision_tower=2e-3 stage.lr_merger=3e-3 stage.lr_llm=3e-3
-stage instruct "$RUNS/export_full_pretrain" 300 stage.lr_merger=3e-3 stage.lr_llm=3e-3
+stage vit_pretrain "" 150 data=digits_vit stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
+stage full_pretrain "$RUNS/export_vit_pretrain" 400 data=digits_full \
+    stage.lr_vision_tower=2e-3 stage.lr_merger=3e-3 stage.lr_llm=3e-3
+stage instruct "$RUNS/export_full_pretrain" 300 data=digits_instruct stage.lr_merger=2e-3 stage.lr_llm=2e-3
 
 echo "== held-out evaluation (greedy generation with transformers on the instruct export) =="
-"$PY" -m qvltrain.evaluate "$RUNS/export_instruct" --shards "$DATA/validation" --task caption --limit 200 \
-    | tee "$RUNS/eval_caption.json"
+for task in caption grounding; do
+  "$PY" -m qvltrain.evaluate "$RUNS/export_instruct" --shards "$DATA/$task/validation" --task "$task" \
+      --limit 200 | tee "$RUNS/eval_$task.json"
+done
 "$PY" -m qvltrain.report "$RUNS/instruct" > /dev/null
 echo "[qvltrain] demo runs, exports and plots under $RUNS/ (plots: $RUNS/instruct/plots/)"
