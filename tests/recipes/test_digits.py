@@ -12,7 +12,6 @@ import webdataset as wds
 from data_recipes.digits import main
 from qvltrain.data.digits import split_indices
 from qvltrain.data.digits_tasks import draw_spec
-from qvltrain.data.inspect import main as inspect_main
 from qvltrain.data.shards import expand_shards
 from qvltrain.data.validate import validate_shards
 
@@ -42,6 +41,35 @@ def test_recipe_writes_valid_deterministic_shards(tmp_path: Path) -> None:
     )
     frames = [name for name in video if name.endswith(".jpg")]
     assert len(frames) == 8 and b'"timestamps"' in video["json"]
+
+
+def test_num_tokens_equal_the_rendered_length(tmp_path: Path) -> None:
+    """The packer plans from meta.num_tokens: it must be the length the loader renders."""
+    import json
+
+    from data_recipes.digits import IMAGE_BUDGET
+    from qvltrain.data.config import DatasetConfig
+    from qvltrain.data.decode import SampleDecoder
+    from qvltrain.data.digits_tasks import VIDEO_BUDGET
+    from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
+
+    main(["--out", str(tmp_path), "--scale", "0.005", "--workers", "1", "--no-progress"])
+    info = TokenizerInfo.from_tokenizer(load_tokenizer(None))
+    for task in ("caption", "grounding", "chat", "video"):
+        for template in ("chatml", "plain"):
+            dataset = DatasetConfig(
+                name=task, shards=str(tmp_path / task / "train"), image_budget=IMAGE_BUDGET,
+                video_budget=VIDEO_BUDGET, template=template,
+            )  # fmt: skip
+            decoder = SampleDecoder(dataset, template, info, 1 << 16)
+            for sample in wds.WebDataset(
+                expand_shards(dataset.shards), shardshuffle=False, empty_check=False
+            ):
+                meta = json.loads(sample["json"])["meta"]
+                assert len(decoder(sample).input_ids) == meta["num_tokens_by_template"][template], (
+                    task,
+                    template,
+                )
 
 
 def test_splits_never_share_a_source_digit() -> None:
