@@ -1,11 +1,15 @@
-"""scikit-learn's handwritten digits (shipped in qvltrain/assets/digits) as four small tasks.
+"""Handwritten digits (scikit-learn's copy of UCI optdigits, shipped in qvltrain/assets) -> four tasks.
 
-    python -m data_recipes.digits --out data/digits [--scale 1.0] [--workers 2]
+    python -m data_recipes.digits --out data/digits [--scale 1.0] [--tasks caption,grounding,chat,video]
 
-Writes data/digits/<task>/{train,validation}/ for task in caption ("a handwritten 7"), grounding
-(1-3 digits on a 112x112 canvas; the answer is the box of the asked digit), chat (two turns about a
-canvas) and video (a digit moving left/right/up/down, encoded with PyAV, stored as JPEG frames with
-timestamps). Train and validation use disjoint source digits. Same arguments, same bytes.
+Writes OUT/<task>/<split>/<split>-NNNNNN.tar (split: train, validation) for the tasks
+  caption    the digit alone, 28..56 px: "What is written?" -> "a handwritten 7"
+  grounding  1-3 distinct digits on a 112 x 112 canvas: "Where is the 3?" -> its pixel box
+  chat       two turns about a canvas: how many digits, then read them left to right
+  video      a digit moving left/right/up/down over 8 frames at 4 fps (MP4 via PyAV), stored as
+             JPEG frames with timestamps: "Which way does the digit move?"
+Train and validation draw from disjoint source images (20% of each digit class held out). The
+budgets below are what meta.num_tokens assumes; train with the same ones. Same arguments, same bytes.
 """
 
 from __future__ import annotations
@@ -13,55 +17,77 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import time
 
 from qvltrain.data.digits import split_indices
 from qvltrain.data.digits_tasks import VIDEO_BUDGET, convert_spec, draw_spec
-from qvltrain.data.recipe_tools import ShardOptions, SourceRecord, write_recipe_shards
+from qvltrain.data.recipe_cli import print_summary
+from qvltrain.data.recipe_tools import ShardOptions, SourceRecord, WriteSummary, write_recipe_shards
 from qvltrain.data.token_count import TokenSettings
 from qvltrain.vision.budgets import ImageBudget
 
-COUNTS = {"caption": (3000, 200), "grounding": (6000, 200), "chat": (2000, 100), "video": (800, 100)}
-"""(train, validation) samples per task at --scale 1."""
 IMAGE_BUDGET = ImageBudget(min_pixels=3136, max_pixels=50176)
-"""The budget meta.num_tokens is counted with; conf/data/digits_*.yaml use the same."""
+"""4 tokens for a caption digit, 16 for a canvas; conf/data/digits_*.yaml use the same budget."""
+TRAIN_SAMPLES = {"caption": 3000, "grounding": 6000, "chat": 2000, "video": 800}
+"""Training samples per task at --scale 1; validation gets a tenth (at least 2)."""
+VALIDATION_SHARE = 0.1
+TEMPLATES = {"caption": "plain", "grounding": "chatml", "chat": "chatml", "video": "chatml"}
+"""Template of meta.num_tokens per task (the stage that uses it); num_tokens_by_template has both."""
+
+
+def split_counts(task: str, scale: float) -> dict[str, int]:
+    train = max(2, round(TRAIN_SAMPLES[task] * scale))
+    return {"train": train, "validation": max(2, round(train * VALIDATION_SHARE))}
+
+
+def write_task(task: str, split: str, count: int, pool, args: argparse.Namespace) -> WriteSummary:
+    # Specs are drawn here, in one process, so every random choice is fixed before any worker runs.
+    rng = random.Random(f"{args.seed}-{task}-{split}")
+    records = [SourceRecord(f"{task}/{split}[{index}]", draw_spec(task, rng, pool)) for index in range(count)]
+    options = ShardOptions(
+        out_dir=os.path.join(args.out, task, split), prefix=split,
+        # At least two shards per split, so two ranks (the demo) each get one to read.
+        samples_per_shard=max(1, min(args.samples_per_shard, count // 2)),
+        num_workers=args.workers, progress=not args.no_progress,
+    )  # fmt: skip
+    settings = TokenSettings(IMAGE_BUDGET, VIDEO_BUDGET, template=TEMPLATES[task], tokenizer=args.tokenizer)
+    arguments = {"task": task, "split": split, "count": count, "seed": args.seed, "scale": args.scale}
+    summary = write_recipe_shards(records, convert_spec, settings, options, f"digits_{task}", arguments)
+    print_summary(summary, options)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every sample count")
-    parser.add_argument("--tasks", default=",".join(COUNTS), help="comma-separated subset of tasks")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--out", required=True, help="output folder (gets one folder per task)")
     parser.add_argument(
-        "--validation-fraction", type=float, default=0.2, help="share of source digits held out"
+        "--scale", type=float, default=1.0, help=f"multiplies the sample counts {TRAIN_SAMPLES}"
     )
-    parser.add_argument("--samples-per-shard", type=int, default=250)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--tasks", default=",".join(TRAIN_SAMPLES), help="comma-separated subset of the tasks"
+    )
+    parser.add_argument("--validation-fraction", type=float, default=0.2, help="source images held out")
+    parser.add_argument("--samples-per-shard", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="converter processes")
+    parser.add_argument(
+        "--tokenizer", default=None, help="local tokenizer folder (default: the bundled tiny one)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    splits = split_indices(args.validation_fraction, args.seed)
-    for task in args.tasks.split(","):
-        if task not in COUNTS:
-            parser.error(f"--tasks: unknown task {task!r}; expected some of {', '.join(COUNTS)}")
-        for split, count in zip(("train", "validation"), COUNTS[task], strict=True):
-            rng = random.Random(f"{args.seed}-{task}-{split}")
-            num_samples = max(2, round(count * args.scale))
-            records = [
-                SourceRecord(f"{task}/{split}[{number}]", draw_spec(task, rng, splits[split]))
-                for number in range(num_samples)
-            ]
-            options = ShardOptions(
-                out_dir=os.path.join(args.out, task, split),
-                prefix=split,
-                samples_per_shard=max(1, min(args.samples_per_shard, num_samples // 2)),
-                num_workers=args.workers,
-                progress=not args.no_progress,
-            )
-            settings = TokenSettings(image_budget=IMAGE_BUDGET, video_budget=VIDEO_BUDGET, template="chatml")
-            summary = write_recipe_shards(
-                records, convert_spec, settings, options, f"digits-{task}", vars(args)
-            )
-            print(f"{task}/{split}: {summary.describe()}")
+    if not args.scale > 0:
+        parser.error("--scale must be > 0")
+    tasks = [task for task in args.tasks.split(",") if task]
+    unknown = sorted(set(tasks) - set(TRAIN_SAMPLES))
+    if unknown:
+        parser.error(f"--tasks: unknown {unknown}; choose from {tuple(TRAIN_SAMPLES)}")
+    pools = split_indices(args.validation_fraction, args.seed)
+    started = time.perf_counter()
+    for task in tasks:
+        for split, count in split_counts(task, args.scale).items():
+            write_task(task, split, count, pools[split], args)
+    print(f"digits: {len(tasks)} task(s) in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

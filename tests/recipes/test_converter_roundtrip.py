@@ -70,7 +70,7 @@ CASES = {
                 ["the man on the left", "<|box_start|>(50,133),(300,533)<|box_end|>"], None),
     "video_qa": (fixtures.video_fixture, lambda p, r: ["--json", str(p), "--videos", str(r / "videos"), *IMAGE_BUDGET,
                                                        "--video-total-pixels", str(16 * 50176)],
-                 ["Which way does the camera pan?", "To the right."], "missing_file"),
+                 ["Which way does the camera pan?", "To the right.", "Describe the clip."], "missing_file"),
     "text_jsonl": (fixtures.text_fixture, lambda p, r: ["--jsonl", str(p)],
                    ["The quick brown fox jumps over the lazy dog.", "What is 2+2?"], "invalid_json"),
 }  # fmt: skip
