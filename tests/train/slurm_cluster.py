@@ -15,6 +15,8 @@ SlurmctldHost={host}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job may start only once its old credential expired (default 120 s); keep it short here.
+AuthInfo=cred_expire=10
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 StateSaveLocation={root}/state
