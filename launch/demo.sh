@@ -20,8 +20,8 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
   "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
 }
 
-stage vit_pretrain "" 150 data=digits_vit stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
-stage full_pretrain "$RUNS/export_vit_pretrain" 400 data=digits_full \
+stage vit_pretrain "" 60 data=digits_vit stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
+stage full_pretrain "$RUNS/export_vit_pretrain" 600 data=digits_full \
     stage.lr_vision_tower=2e-3 stage.lr_merger=3e-3 stage.lr_llm=3e-3
 stage instruct "$RUNS/export_full_pretrain" 300 data=digits_instruct stage.lr_merger=2e-3 stage.lr_llm=2e-3
 
