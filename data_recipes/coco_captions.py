@@ -16,16 +16,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import (
-    add_output_arguments,
-    add_token_arguments,
-    print_summary,
-    recorded_arguments,
-    shard_options,
-    token_settings,
-)  # fmt: skip
+from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
 from qvltrain.data.recipe_media import read_file, store_image
-from qvltrain.data.recipe_tools import BadRecord, RecipeSample, SourceRecord, write_recipe_shards
+from qvltrain.data.recipe_tools import BadRecord, RecipeSample, SourceRecord
 
 
 def caption_records(path: str, captions_per_image: int | None) -> list[SourceRecord]:
@@ -88,13 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     add_output_arguments(parser)
     add_token_arguments(parser)
     args = parser.parse_args(argv)
-    options = shard_options(args)
-    summary = write_recipe_shards(
+    run_recipe(
+        args,
         caption_records(args.json, args.captions_per_image),
         CaptionConverter(args.images, args.prompt, args.max_pixels),
-        token_settings(args), options, args.source, recorded_arguments(args),
-    )  # fmt: skip
-    print_summary(summary, options)
+    )
 
 
 if __name__ == "__main__":

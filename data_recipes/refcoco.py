@@ -16,14 +16,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import (
-    add_output_arguments,
-    add_token_arguments,
-    print_summary,
-    recorded_arguments,
-    shard_options,
-    token_settings,
-)  # fmt: skip
+from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
 from qvltrain.data.recipe_inputs import read_json_records
 from qvltrain.data.recipe_media import read_file, store_image
 from qvltrain.data.recipe_tools import (
@@ -31,7 +24,6 @@ from qvltrain.data.recipe_tools import (
     RecipeSample,
     SourceRecord,
     UnparsableRecord,
-    write_recipe_shards,
 )
 
 
@@ -106,13 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     add_output_arguments(parser)
     add_token_arguments(parser)
     args = parser.parse_args(argv)
-    options = shard_options(args)
-    summary = write_recipe_shards(
+    run_recipe(
+        args,
         expression_records(args.json, args.split),
         GroundingConverter(args.images, args.box_format, args.max_pixels),
-        token_settings(args), options, args.source, recorded_arguments(args),
-    )  # fmt: skip
-    print_summary(summary, options)
+    )
 
 
 if __name__ == "__main__":

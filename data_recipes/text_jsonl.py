@@ -11,16 +11,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import (
-    add_output_arguments,
-    add_token_arguments,
-    print_summary,
-    recorded_arguments,
-    shard_options,
-    token_settings,
-)  # fmt: skip
+from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
 from qvltrain.data.recipe_inputs import conversation_messages, read_json_records
-from qvltrain.data.recipe_tools import BadRecord, RecipeSample, write_recipe_shards
+from qvltrain.data.recipe_tools import BadRecord, RecipeSample
 
 
 @dataclass
@@ -52,12 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     add_output_arguments(parser)
     add_token_arguments(parser, images=False)
     args = parser.parse_args(argv)
-    options = shard_options(args)
-    summary = write_recipe_shards(
-        read_json_records(args.jsonl), TextConverter(args.text_field), token_settings(args), options,
-        args.source, recorded_arguments(args),
-    )  # fmt: skip
-    print_summary(summary, options)
+    run_recipe(args, read_json_records(args.jsonl), TextConverter(args.text_field))
 
 
 if __name__ == "__main__":

@@ -16,17 +16,10 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import (
-    add_output_arguments,
-    add_token_arguments,
-    print_summary,
-    recorded_arguments,
-    shard_options,
-    token_settings,
-)  # fmt: skip
+from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe, token_settings
 from qvltrain.data.recipe_inputs import conversation_messages, read_json_records
 from qvltrain.data.recipe_media import ExtractedFrames, extract_frames
-from qvltrain.data.recipe_tools import BadRecord, RecipeSample, write_recipe_shards
+from qvltrain.data.recipe_tools import BadRecord, RecipeSample
 from qvltrain.vision.budgets import VideoBudget
 
 
@@ -78,12 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     add_output_arguments(parser)
     add_token_arguments(parser, video=True)
     args = parser.parse_args(argv)
-    options, settings = shard_options(args), token_settings(args)
-    summary = write_recipe_shards(
-        read_json_records(args.json), VideoQAConverter(args.videos, settings.video_budget, args.max_pixels),
-        settings, options, args.source, recorded_arguments(args),
-    )  # fmt: skip
-    print_summary(summary, options)
+    settings = token_settings(args)
+    run_recipe(
+        args,
+        read_json_records(args.json),
+        VideoQAConverter(args.videos, settings.video_budget, args.max_pixels),
+        settings,
+    )
 
 
 if __name__ == "__main__":

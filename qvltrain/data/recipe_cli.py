@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from qvltrain.data.recipe_tools import ShardOptions, WriteSummary
+from qvltrain.data.recipe_tools import (
+    Converter,
+    ShardOptions,
+    SourceRecord,
+    WriteSummary,
+    write_recipe_shards,
+)
 from qvltrain.data.token_count import TokenSettings
 from qvltrain.text.config import TEMPLATES
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
@@ -124,3 +130,18 @@ def print_summary(summary: WriteSummary, options: ShardOptions, max_lines: int =
         print(f"  skipped {line}")
     if len(summary.bad_records) > max_lines:
         print(f"  ... {len(summary.bad_records) - max_lines} more skipped records")
+
+
+def run_recipe(
+    args: argparse.Namespace,
+    records: list[SourceRecord],
+    converter: Converter,
+    settings: TokenSettings | None = None,
+) -> WriteSummary:
+    """The common tail of every converter's main: write, validate and summarise the shards."""
+    options = shard_options(args)
+    summary = write_recipe_shards(
+        records, converter, settings or token_settings(args), options, args.source, recorded_arguments(args)
+    )
+    print_summary(summary, options)
+    return summary

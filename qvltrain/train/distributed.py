@@ -17,7 +17,8 @@ def use_cpu_accelerator() -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this host right now (for MASTER_PORT and local test services)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -31,7 +32,7 @@ def init_distributed() -> tuple[int, int, int]:
     """
     if "RANK" not in os.environ:
         os.environ.update(
-            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())
+            RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())
         )
     cpu = use_cpu_accelerator()
     # DeepSpeed calls the c10d collectives torch renamed; the warning repeats every step.

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from qvltrain.train.distributed import free_port
+
 SLURM_CONF = """\
 ClusterName=qvltrain-test
 SlurmctldHost={host}
@@ -38,12 +40,6 @@ JobRequeue=1
 NodeName={host} CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def ensure_slurm_installed() -> str | None:

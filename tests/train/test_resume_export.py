@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from qvltrain.train.distributed import free_port
 from tests.conftest import REPO_ROOT
-from tests.train.test_end_to_end import free_port
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
 
