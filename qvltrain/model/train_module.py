@@ -6,6 +6,7 @@ whose micro-batch has no media runs the tower on a 2x2 dummy patch and adds its 
 so every rank calls every ZeRO-3 parameter gather the same number of times (invariant 3).
 Attention is qvltrain's packed attention (model/packed_attention.py): the LLM attends within each
 segment of `cu_seqlens`, the tower within each image or video slice; no [L, L] mask is ever built.
+The patch embedding runs as one GEMM instead of a Conv3d (model/patch_embed.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from transformers.vision_utils import get_vision_attention_seqlens, get_vision_p
 from qvltrain.data.batch import PackedBatch
 from qvltrain.model.loss import chunked_token_loss, plain_token_loss
 from qvltrain.model.packed_attention import packed_llm_kwargs, use_packed_attention
+from qvltrain.model.patch_embed import use_gemm_patch_embedding
 from qvltrain.vision.device import rows_to_pixel_values
 
 CHECKPOINTING = ("none", "llm", "vision", "both")
@@ -52,6 +54,7 @@ class VisionLanguageTrainModule(nn.Module):
         self.frozen_vision_tower = frozen_vision_tower
         self.loss_chunk_tokens = loss_chunk_tokens
         use_packed_attention(model)
+        use_gemm_patch_embedding(model.model.visual)
         enable_activation_checkpointing(model, activation_checkpointing)
 
     @property
