@@ -16,14 +16,14 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
   echo "== stage $name ($steps steps${init:+, from $init}) =="
   deepspeed --num_gpus "$NUM_RANKS" launch/train.py "+stage=$name" "${init_arg[@]}" \
       "train.run_dir=$RUNS/$name" "train.max_steps=$steps" train.schedule.warmup_steps=20 \
-      train.validation.every_steps=100 "$@"
+      train.validation.every_steps=250 "$@"
   "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
 }
 
-stage vit_pretrain "" 60 data=digits_vit stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
-stage full_pretrain "$RUNS/export_vit_pretrain" 600 data=digits_full \
+stage vit_pretrain "" 20 data=digits_vit stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
+stage full_pretrain "$RUNS/export_vit_pretrain" 750 data=digits_full \
     stage.lr_vision_tower=2e-3 stage.lr_merger=3e-3 stage.lr_llm=3e-3
-stage instruct "$RUNS/export_full_pretrain" 300 data=digits_instruct stage.lr_merger=2e-3 stage.lr_llm=2e-3
+stage instruct "$RUNS/export_full_pretrain" 400 data=digits_instruct stage.lr_merger=2e-3 stage.lr_llm=2e-3
 
 echo "== held-out evaluation (greedy generation with transformers on the instruct export) =="
 for task in caption grounding; do
