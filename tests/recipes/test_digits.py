@@ -81,3 +81,12 @@ def test_splits_never_share_a_source_digit() -> None:
             spec = draw_spec(task, rng, splits["validation"])
             used = [spec["digit"]] if "digit" in spec else [p[0] for p in spec["placements"]]
             assert np.isin(used, splits["validation"]).all()
+
+
+def test_grounding_canvases_hold_one_digit_and_chat_canvases_up_to_three() -> None:
+    pool = split_indices(0.2, 0)["train"]
+    rng = random.Random(1)
+    grounding = [draw_spec("grounding", rng, pool) for _ in range(100)]
+    assert all(len(spec["placements"]) == 1 and spec["asked"] == 0 for spec in grounding)
+    chat_sizes = {len(draw_spec("chat", rng, pool)["placements"]) for _ in range(200)}
+    assert chat_sizes == {1, 2, 3}
