@@ -15,7 +15,9 @@ from qvltrain.model.patch_embed import PatchwiseConv3d, use_gemm_patch_embedding
 class _Tower(nn.Module):
     def __init__(self, embed_dim: int):
         super().__init__()
-        self.patch_embed = PatchEmbed(patch_size=14, temporal_patch_size=2, in_channels=3, embed_dim=embed_dim)
+        self.patch_embed = PatchEmbed(
+            patch_size=14, temporal_patch_size=2, in_channels=3, embed_dim=embed_dim
+        )
 
 
 @pytest.mark.parametrize("embed_dim", [64, 1280])
