@@ -4,8 +4,8 @@
 
 Writes OUT/<task>/<split>/<split>-NNNNNN.tar (split: train, validation) for the tasks
   caption    the digit alone, 28..56 px: "What is written?" -> "a handwritten 7"
-  grounding  1-3 distinct digits on a 112 x 112 canvas: "Where is the 3?" -> its pixel box
-  chat       two turns about a canvas: how many digits, then read them left to right
+  grounding  one digit anywhere on a 112 x 112 canvas: "Where is the 3?" -> its pixel box
+  chat       two turns about a canvas of 1-3 distinct digits: how many, then read them left to right
   video      a digit moving left/right/up/down over 8 frames at 4 fps (MP4 via PyAV), stored as
              JPEG frames with timestamps: "Which way does the digit move?"
 Train and validation draw from disjoint source images (20% of each digit class held out). The
