@@ -3,7 +3,7 @@
     python -m data_recipes.digits --out data/digits [--scale 1.0] [--tasks caption,grounding,chat,video]
 
 Writes OUT/<task>/<split>/<split>-NNNNNN.tar (split: train, validation) for the tasks
-  caption    the digit alone, 28..56 px: "What is written?" -> "a handwritten 7"
+  caption    the digit alone, 28..56 px (all resize to 56 x 56): "What is written?" -> "a handwritten 7"
   grounding  one digit anywhere on a 112 x 112 canvas: "Where is the 3?" -> its pixel box
   chat       two turns about a canvas of 1-3 distinct digits: how many, then read them left to right
   video      a digit moving left/right/up/down over 8 frames at 4 fps (MP4 via PyAV), stored as
@@ -28,7 +28,7 @@ from qvltrain.vision.budgets import ImageBudget
 
 IMAGE_BUDGET = ImageBudget(min_pixels=3136, max_pixels=50176)
 """4 tokens for a caption digit, 16 for a canvas; conf/data/digits_*.yaml use the same budget."""
-TRAIN_SAMPLES = {"caption": 3000, "grounding": 6000, "chat": 2000, "video": 800}
+TRAIN_SAMPLES = {"caption": 12000, "grounding": 6000, "chat": 2000, "video": 800}
 """Training samples per task at --scale 1; validation gets a tenth (at least 2)."""
 VALIDATION_SHARE = 0.1
 TEMPLATES = {"caption": "plain", "grounding": "chatml", "chat": "chatml", "video": "chatml"}

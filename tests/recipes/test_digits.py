@@ -90,3 +90,15 @@ def test_grounding_canvases_hold_one_digit_and_chat_canvases_up_to_three() -> No
     assert all(len(spec["placements"]) == 1 and spec["asked"] == 0 for spec in grounding)
     chat_sizes = {len(draw_spec("chat", rng, pool)["placements"]) for _ in range(200)}
     assert chat_sizes == {1, 2, 3}
+
+
+def test_caption_cards_all_resize_to_one_window_of_four_tokens() -> None:
+    from data_recipes.digits import IMAGE_BUDGET
+    from qvltrain.vision.resize import smart_resize
+
+    pool = split_indices(0.2, 0)["train"]
+    rng = random.Random(2)
+    sides = {draw_spec("caption", rng, pool)["side"] for _ in range(2000)}
+    assert min(sides) == 28 and max(sides) == 56 and 38 not in sides
+    budget = {"min_pixels": IMAGE_BUDGET.min_pixels, "max_pixels": IMAGE_BUDGET.max_pixels}
+    assert {smart_resize(side, side, **budget) for side in sides} == {(56, 56)}
