@@ -20,14 +20,11 @@ import random
 import time
 
 from qvltrain.data.digits import split_indices
-from qvltrain.data.digits_tasks import VIDEO_BUDGET, convert_spec, draw_spec
+from qvltrain.data.digits_tasks import IMAGE_BUDGET, VIDEO_BUDGET, convert_spec, draw_spec
 from qvltrain.data.recipe_cli import print_summary
 from qvltrain.data.recipe_tools import ShardOptions, SourceRecord, WriteSummary, write_recipe_shards
 from qvltrain.data.token_count import TokenSettings
-from qvltrain.vision.budgets import ImageBudget
 
-IMAGE_BUDGET = ImageBudget(min_pixels=3136, max_pixels=50176)
-"""4 tokens for a caption digit, 16 for a canvas; conf/data/digits_*.yaml use the same budget."""
 TRAIN_SAMPLES = {"caption": 12000, "grounding": 6000, "chat": 2000, "video": 800}
 """Training samples per task at --scale 1; validation gets a tenth (at least 2)."""
 VALIDATION_SHARE = 0.1

@@ -15,19 +15,22 @@ import numpy as np
 from qvltrain.data.digits import digit_image, load_digits, paste_digits
 from qvltrain.data.recipe_media import encode_png, extract_frames
 from qvltrain.data.recipe_tools import RecipeSample
-from qvltrain.vision.budgets import VideoBudget
+from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from qvltrain.vision.resize import smart_resize
 
 CANVAS = 112
 """Grounding and chat canvases are CANVAS x CANVAS pixels."""
 GLYPH = 28
 """Side of a digit pasted on a canvas (one 28x28 merged token at the native resolution)."""
+IMAGE_BUDGET = ImageBudget(min_pixels=3136, max_pixels=50176)
+"""4 tokens for a caption digit, 16 for a canvas; conf/data/digits_*.yaml use the same budget."""
 CAPTION_SIDES = tuple(
     side
     for side in range(28, 57)
-    if smart_resize(side, side, min_pixels=56 * 56, max_pixels=50176) == (56, 56)
+    if smart_resize(side, side, min_pixels=IMAGE_BUDGET.min_pixels, max_pixels=IMAGE_BUDGET.max_pixels)
+    == (56, 56)
 )
-"""Caption digit sides: those the demo's budget resizes to one 56 x 56 window (4 merged tokens).
+"""Caption digit sides: those IMAGE_BUDGET resizes to one 56 x 56 window (4 merged tokens).
 28..56 except 38, which transformers' float rounding in smart_resize sends to 84 x 84: one card in
 29 would carry 9 tokens, too few such cards to learn that layout from, and the task is reading."""
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}

@@ -47,10 +47,9 @@ def test_num_tokens_equal_the_rendered_length(tmp_path: Path) -> None:
     """The packer plans from meta.num_tokens: it must be the length the loader renders."""
     import json
 
-    from data_recipes.digits import IMAGE_BUDGET
     from qvltrain.data.config import DatasetConfig
     from qvltrain.data.decode import SampleDecoder
-    from qvltrain.data.digits_tasks import VIDEO_BUDGET
+    from qvltrain.data.digits_tasks import IMAGE_BUDGET, VIDEO_BUDGET
     from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 
     main(["--out", str(tmp_path), "--scale", "0.005", "--workers", "1", "--no-progress"])
@@ -93,7 +92,7 @@ def test_grounding_canvases_hold_one_digit_and_chat_canvases_up_to_three() -> No
 
 
 def test_caption_cards_all_resize_to_one_window_of_four_tokens() -> None:
-    from data_recipes.digits import IMAGE_BUDGET
+    from qvltrain.data.digits_tasks import IMAGE_BUDGET
     from qvltrain.vision.resize import smart_resize
 
     pool = split_indices(0.2, 0)["train"]
