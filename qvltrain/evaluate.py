@@ -25,7 +25,7 @@ from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder
 from qvltrain.data.shards import expand_shards
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
-from qvltrain.vision.device import collate_patches, rows_to_pixel_values
+from qvltrain.vision.device import collate_patches, to_pixel_values
 
 BOX = re.compile(r"\((\d+),(\d+)\),\((\d+),(\d+)\)")
 
@@ -79,7 +79,7 @@ def generate(model, prompted: Prompted, tokenizer, max_new_tokens: int) -> str:
         items = [p for p in sample.patches if p.temporal_repeat == repeat]
         if items:
             rows, grids, repeats = collate_patches(items)
-            inputs[pixel_key] = rows_to_pixel_values(rows, grids, repeats)
+            inputs[pixel_key] = to_pixel_values(rows, grids, repeats)
             inputs[grid_key] = grids
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)

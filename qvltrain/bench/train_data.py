@@ -3,7 +3,7 @@
 Samples are drawn from `qvltrain.bench.mixture` (same seed, same sizes as the packing benchmark) and
 turned into `DecodedSample`s the model can train on: random text token ids (special tokens
 excluded), one visual block `<|vision_start|>` + N pads + `<|vision_end|>` per image or video with N
-from its grid, random uint8 patch rows of the loader's layout, labels on the text tokens, and
+from its grid, random uint8 pixels of the loader's layout, labels on the text tokens, and
 M-RoPE positions from `qvltrain.model.rope`. Pixel content does not change the speed; shapes do.
 
 Both variants train on the same steps: a step is one pack planned by the packer, (b) trains on the
@@ -23,8 +23,8 @@ from qvltrain.data.decode import DecodedSample
 from qvltrain.data.packer import Budget, PlanItem, WindowedBestFitDecreasing
 from qvltrain.model.rope import mrope_positions, position_ids_with_text_row
 from qvltrain.text.tokenizer import SpecialTokens
-from qvltrain.vision.layout import FRAME_BYTES, TEMPORAL_PATCH_SIZE
-from qvltrain.vision.patches import VisualPatches
+from qvltrain.vision.layout import TEMPORAL_PATCH_SIZE
+from qvltrain.vision.patches import VisualPatches, pixels_shape
 
 TOKEN_TYPE = {"image": 1, "video": 2}
 """mm_token_type_ids of each kind's pad tokens (0 is text)."""
@@ -84,11 +84,11 @@ def synthetic_sample(
         types = torch.zeros(len(block), dtype=torch.int32)
         types[1:-1] = TOKEN_TYPE[item.kind]
         pieces_types.append(types)
-        # An image row stores one frame (its twin is made on the device); a video row both.
+        # An image stores one frame (its twin is made on the device); a video both of each tube.
         temporal_repeat = TEMPORAL_PATCH_SIZE if item.kind == "image" else 1
-        row_bytes = FRAME_BYTES * TEMPORAL_PATCH_SIZE // temporal_repeat
-        rows = torch.randint(0, 256, (t * h * w, row_bytes), dtype=torch.uint8, generator=generator)
-        patches.append(VisualPatches(rows, item.grid_thw, temporal_repeat))
+        shape = pixels_shape(item.grid_thw, temporal_repeat)
+        pixels = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        patches.append(VisualPatches(pixels, item.grid_thw, temporal_repeat))
     token_types = torch.cat(pieces_types)
     image_grids = [p.grid_thw for p in patches if p.temporal_repeat == TEMPORAL_PATCH_SIZE]
     video_grids = [p.grid_thw for p in patches if p.temporal_repeat == 1]
@@ -169,7 +169,7 @@ class PaddedBatch:
             labels=self.labels.to(device, non_blocking=True),
             mm_token_type_ids=self.mm_token_type_ids.to(device, non_blocking=True),
             patches=[
-                VisualPatches(p.rows.to(device, non_blocking=True), p.grid_thw, p.temporal_repeat)
+                VisualPatches(p.pixels.to(device, non_blocking=True), p.grid_thw, p.temporal_repeat)
                 for p in self.patches
             ],
         )

@@ -16,8 +16,9 @@ class PackedBatch:
     """Samples packed back to back into one row of L tokens (L = micro_batch_size * seq_len).
 
     Every sample is one segment of `cu_seqlens`; the padding at the tail of each pack is its own
-    segment (labels -100), so attention never crosses samples and L is fixed. Pixels travel as uint8
-    patch rows and are normalised on the device (qvltrain.vision.device).
+    segment (labels -100), so attention never crosses samples and L is fixed. Pixels travel as the
+    resized uint8 pixels; the device cuts them into patch rows and normalises them
+    (qvltrain.vision.device.to_pixel_values).
     """
 
     input_ids: torch.Tensor  # [1, L] int64
@@ -25,7 +26,7 @@ class PackedBatch:
     mm_token_type_ids: torch.Tensor  # [1, L] int32: 0 text, 1 image, 2 video
     position_ids: torch.Tensor  # [4, 1, L] int64: row 0 text positions restarting per segment, 1-3 M-RoPE
     cu_seqlens: torch.Tensor  # [S+1] int32: segment boundaries (samples and tail padding)
-    pixel_rows: torch.Tensor | None  # [R, 588] uint8, images and video tubes concatenated, or None
+    pixels: torch.Tensor | None  # [B] uint8: images and videos resized pixels, flat, in token order, or None
     grid_thw: torch.Tensor | None  # [I, 3] int64, one row per image or video, in token order
     temporal_repeat: torch.Tensor | None  # [I] int64: 2 for an image (frame stored once), 1 for video
     max_seqlen: int = 0
@@ -78,7 +79,7 @@ def pack_samples(samples: Sequence[DecodedSample], seq_len: int, pad_id: int) ->
     position_ids = torch.cat([s.position_ids for s in samples] + [padding_positions], dim=1)  # [4, L]
     cu_seqlens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
     cu_seqlens[1:] = torch.cumsum(torch.tensor(lengths), 0)
-    pixel_rows, grid_thw, temporal_repeat = collate_patches([p for s in samples for p in s.patches])
+    pixels, grid_thw, temporal_repeat = collate_patches([p for s in samples for p in s.patches])
     has_media = grid_thw.shape[0] > 0
     return PackedBatch(
         input_ids=torch.cat([s.input_ids for s in samples] + [torch.full((num_padding,), pad_id)])[None],
@@ -89,7 +90,7 @@ def pack_samples(samples: Sequence[DecodedSample], seq_len: int, pad_id: int) ->
         position_ids=position_ids.unsqueeze(1),
         cu_seqlens=cu_seqlens,
         max_seqlen=max(lengths),
-        pixel_rows=pixel_rows if has_media else None,
+        pixels=pixels if has_media else None,
         grid_thw=grid_thw if has_media else None,
         temporal_repeat=temporal_repeat if has_media else None,
         num_padding=num_padding,
@@ -114,7 +115,7 @@ def concat_packs(packs: Sequence[PackedBatch]) -> PackedBatch:
             + [p.cu_seqlens[1:] + int(o) for p, o in zip(packs, offsets, strict=True)]
         ),
         max_seqlen=max(p.max_seqlen for p in packs),
-        pixel_rows=torch.cat([p.pixel_rows for p in media]) if media else None,
+        pixels=torch.cat([p.pixels for p in media]) if media else None,
         grid_thw=torch.cat([p.grid_thw for p in media]) if media else None,
         temporal_repeat=torch.cat([p.temporal_repeat for p in media]) if media else None,
         num_padding=sum(p.num_padding for p in packs),

@@ -9,27 +9,41 @@ Rules (transformers 5.23, the oracle the tests compare with):
   Qwen2-VL's original code resumed at (max so far) + 1 in that case; transformers 5.x does not, and
   we follow transformers so training matches its inference (docs/formats.md).
 
-Vectorised over tokens: the only Python loop runs over visual blocks.
+Computed run by run: the token types split into runs (text, or one visual block); a text run is a
+range, a visual block a cached per-grid offset table plus its start. The Python loop runs over runs,
+not tokens, and everything is numpy until the one tensor at the end (the loader calls this per sample).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 GridInput = torch.Tensor | Sequence[Sequence[int]] | None
 
 
-def _as_grid_tensor(grids: GridInput) -> torch.Tensor:
+def _as_grid_list(grids: GridInput) -> list[tuple[int, int, int]]:
     if grids is None:
-        return torch.zeros(0, 3, dtype=torch.long)
-    grid_tensor = torch.as_tensor(grids, dtype=torch.long)
-    return grid_tensor.reshape(-1, 3)
+        return []
+    if isinstance(grids, torch.Tensor):
+        return [tuple(row) for row in grids.reshape(-1, 3).tolist()]
+    return [tuple(int(value) for value in grid) for grid in grids]
+
+
+@functools.lru_cache(maxsize=1024)
+def _block_offsets(t: int, h: int, w: int) -> np.ndarray:
+    """(t, h, w) offsets [3, t*h*w] of a merged grid's tokens in raster order (read-only, cached)."""
+    frame, row, column = np.indices((t, h, w), dtype=np.int64).reshape(3, -1)
+    offsets = np.stack([frame, row, column])
+    offsets.setflags(write=False)
+    return offsets
 
 
 def mrope_positions(
-    mm_token_type_ids: torch.Tensor | Sequence[int],
+    mm_token_type_ids: torch.Tensor | np.ndarray | Sequence[int],
     image_grid_thw: GridInput = None,
     video_grid_thw: GridInput = None,
     spatial_merge_size: int = 2,
@@ -39,64 +53,41 @@ def mrope_positions(
     `mm_token_type_ids` is 0 for text, 1 for image pads and 2 for video pads (vision_start/end are
     text); grids are `(t, h, w)` BEFORE merging, in order of appearance per modality.
     """
-    token_types = torch.as_tensor(mm_token_type_ids, dtype=torch.long).reshape(-1)  # [L]
-    length = token_types.numel()
-    if length == 0:
-        return torch.zeros(3, 0, dtype=torch.long)
-    grids_by_type = {1: _as_grid_tensor(image_grid_thw), 2: _as_grid_tensor(video_grid_thw)}
-
-    is_visual = token_types != 0  # [L]
-    previous_type = torch.cat([token_types.new_zeros(1), token_types[:-1]])
-    block_starts = torch.nonzero(is_visual & (token_types != previous_type)).flatten()  # [B]
-    block_types = token_types[block_starts].tolist()
-
-    # Merged grid of every block, taking each modality's grids in order.
+    if isinstance(mm_token_type_ids, torch.Tensor):
+        mm_token_type_ids = mm_token_type_ids.numpy(force=True)
+    token_types = np.asarray(mm_token_type_ids, dtype=np.int64).reshape(-1)  # [L]
+    length = token_types.size
+    grids_by_type = {1: _as_grid_list(image_grid_thw), 2: _as_grid_list(video_grid_thw)}
     next_grid = {1: 0, 2: 0}
-    merged_grids = []
-    for block_type in block_types:
-        grids = grids_by_type[block_type]
-        if next_grid[block_type] >= len(grids):
-            kind = "image" if block_type == 1 else "video"
+    positions = np.empty((3, length), dtype=np.int64)
+    changes = (np.flatnonzero(token_types[1:] != token_types[:-1]) + 1).tolist()
+    run_starts, run_ends = ([0, *changes], [*changes, length]) if length else ([], [])
+    counter = 0
+    for start, end in zip(run_starts, run_ends, strict=True):
+        run_type = int(token_types[start])
+        if run_type == 0:
+            positions[:, start:end] = np.arange(counter, counter + end - start)
+            counter += end - start
+            continue
+        grids = grids_by_type[run_type]
+        if next_grid[run_type] >= len(grids):
+            kind = "image" if run_type == 1 else "video"
             raise ValueError(f"more {kind} blocks in mm_token_type_ids than {kind} grids ({len(grids)})")
-        t, h, w = grids[next_grid[block_type]].tolist()
-        next_grid[block_type] += 1
-        merged_grids.append((t, h // spatial_merge_size, w // spatial_merge_size))
-    for block_type, used in next_grid.items():
-        if used != len(grids_by_type[block_type]):
-            raise ValueError(f"{len(grids_by_type[block_type])} grids of type {block_type} but {used} blocks")
-
-    merged = torch.tensor(merged_grids, dtype=torch.long).reshape(-1, 3)  # [B, 3]
-    block_lengths = merged.prod(dim=1)  # [B]
-    advances = merged[:, 1:].max(dim=1).values if len(merged_grids) else block_lengths  # [B]
-
-    # Block index of every token (-1 before the first block) and what happened before it.
-    block_index = torch.cumsum(torch.zeros(length, dtype=torch.long).index_fill_(0, block_starts, 1), 0) - 1
-    visual_before = torch.cumsum(is_visual.long(), 0) - is_visual.long()  # [L] visual tokens before i
-    advances_through = torch.cat([advances.new_zeros(1), torch.cumsum(advances, 0)])  # [B+1]
-    # Text after block b has advanced through blocks 0..b; a token inside block b through 0..b-1.
-    completed_blocks = block_index + 1 - is_visual.long()
-    counter = torch.arange(length) - visual_before + advances_through[completed_blocks]  # [L]
-
-    positions = counter.unsqueeze(0).repeat(3, 1)  # [3, L]
-    if len(merged_grids):
-        visual_positions = torch.nonzero(is_visual).flatten()  # [V]
-        visual_blocks = block_index[visual_positions]  # [V]
-        offset_in_block = visual_positions - block_starts[visual_blocks]  # [V]
-        pads_per_block = torch.bincount(visual_blocks, minlength=len(merged_grids))  # [B]
-        mismatched = torch.nonzero(pads_per_block != block_lengths).flatten().tolist()
-        if mismatched:
-            block = mismatched[0]
+        t, h, w = grids[next_grid[run_type]]
+        next_grid[run_type] += 1
+        merged = (t, h // spatial_merge_size, w // spatial_merge_size)
+        needed = merged[0] * merged[1] * merged[2]
+        if end - start != needed:
             raise ValueError(
-                f"visual block {block} at token {int(block_starts[block])} has {int(pads_per_block[block])} "
-                f"pad tokens; its merged grid {tuple(merged[block].tolist())} needs {int(block_lengths[block])}"
+                f"visual block {next_grid[1] + next_grid[2] - 1} at token {start} has {end - start} pad tokens; its merged grid "
+                f"{merged} needs {needed}"
             )
-        grid_h_w = merged[visual_blocks, 1] * merged[visual_blocks, 2]  # [V]
-        grid_w = merged[visual_blocks, 2]
-        base = counter[visual_positions]  # [V] counter at the block start, constant within a block
-        positions[0, visual_positions] = base + offset_in_block // grid_h_w
-        positions[1, visual_positions] = base + (offset_in_block % grid_h_w) // grid_w
-        positions[2, visual_positions] = base + offset_in_block % grid_w
-    return positions
+        np.add(_block_offsets(*merged), counter, out=positions[:, start:end])
+        counter += max(merged[1], merged[2])
+    for run_type, used in next_grid.items():
+        if used != len(grids_by_type[run_type]):
+            raise ValueError(f"{len(grids_by_type[run_type])} grids of type {run_type} but {used} blocks")
+    return torch.from_numpy(positions)
 
 
 def text_positions(length: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from qvltrain.data.batch import PackedBatch
 from qvltrain.model.loss import chunked_token_loss, plain_token_loss
 from qvltrain.model.packed_attention import packed_llm_kwargs, use_packed_attention
 from qvltrain.model.patch_embed import use_gemm_patch_embedding
-from qvltrain.vision.device import rows_to_pixel_values
+from qvltrain.vision.device import to_pixel_values
 
 CHECKPOINTING = ("none", "llm", "vision", "both")
 
@@ -64,7 +64,7 @@ class VisionLanguageTrainModule(nn.Module):
     def _visual_features(self, batch: PackedBatch, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
         """Merged visual features [N, hidden] in token order, and whether they are a dummy."""
         visual = self.model.model.visual
-        if batch.pixel_rows is None or batch.pixel_rows.shape[0] == 0:
+        if batch.pixels is None or batch.pixels.numel() == 0:
             merge = visual.spatial_merge_size
             grid_thw = torch.tensor([[1, merge, merge]], device=batch.input_ids.device)
             vision_config = visual.config
@@ -75,7 +75,7 @@ class VisionLanguageTrainModule(nn.Module):
             is_dummy = True
         else:
             grid_thw = batch.grid_thw
-            pixel_values = rows_to_pixel_values(batch.pixel_rows, batch.grid_thw, batch.temporal_repeat)
+            pixel_values = to_pixel_values(batch.pixels, batch.grid_thw, batch.temporal_repeat)
             is_dummy = False
         pixel_values = pixel_values.to(dtype)
         if self.frozen_vision_tower:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from qvltrain.model.rope import mrope_positions, position_ids_with_text_row
@@ -51,12 +52,12 @@ def render_sample(
     content.check_all_grids_used()
     built = builder.finish()
 
-    input_ids = torch.tensor(built.ids, dtype=torch.long)  # [L]
-    trained = torch.tensor(built.trained, dtype=torch.bool)  # [L]
-    if trained.numel():
+    trained = built.trained
+    if trained.size:
         trained[0] = False  # never predicted (no previous token); keeps packs from training across samples
-    labels = torch.where(trained, input_ids, torch.full_like(input_ids, IGNORE_INDEX))  # [L]
-    mm_token_type_ids = torch.tensor(built.mm_types, dtype=torch.long)  # [L]
+    input_ids = torch.from_numpy(built.ids)  # [L] int64
+    labels = torch.from_numpy(np.where(trained, built.ids, IGNORE_INDEX))  # [L] int64
+    mm_token_type_ids = torch.from_numpy(built.mm_types)  # [L] int64
     visual_grids_used = tuple(content.visual_grids[: len(content.visual_kinds)])
     sample = RenderedSample(
         input_ids=input_ids,
@@ -64,7 +65,7 @@ def render_sample(
         mm_token_type_ids=mm_token_type_ids,
         position_ids=position_ids_with_text_row(
             mrope_positions(
-                mm_token_type_ids,
+                built.mm_types,
                 [
                     grid
                     for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)

@@ -1,15 +1,17 @@
-"""Model side: uint8 patch rows -> normalised [P, 1176] pixel values, in one fused step per run.
+"""Model side: a batch's uint8 pixels -> patch rows [P, 1176] normalised, in one fused pass per item.
 
-The loader ships uint8 rows (see patches.py for the layout); here, on the GPU or the CPU, each
-value becomes (u / 255 - mean_c) / std_c and an image's single stored frame is broadcast to both
-temporal slots, all inside one addcmul that writes straight into the output. A batch concatenates
-items as uint8 rows of 588 bytes (an image patch is 1 such row, a video tube patch 2), in the order
-of its grid_thw, so images and videos mix freely; see `collate_patches`.
+The loader ships each image or video as its resized uint8 pixels (patches.py has the layouts),
+concatenated flat. Here, on the GPU or the CPU, an item's pixels are viewed (no copy) as patches in
+the reference row order [C=3][t=2][14][14], tubes and 2x2 merge windows outermost, and each value
+becomes (u / 255 - mean_c) / std_c inside one addcmul that reads that permuted view and writes
+straight into the output; an image's single stored frame is then copied into its second temporal
+slot. The permutation costs nothing extra: the normalisation reads every byte once anyway.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,103 +19,115 @@ import torch
 from qvltrain.vision.layout import (
     CLIP_MEAN,
     CLIP_STD,
-    FRAME_BYTES,
+    MERGE_SIZE,
     PATCH_SIZE,
     ROW_WIDTH,
     TEMPORAL_PATCH_SIZE,
 )
-from qvltrain.vision.patches import VisualPatches
-
-_PATCH_AREA = PATCH_SIZE * PATCH_SIZE
+from qvltrain.vision.patches import IMAGE_CHANNELS_STORED, VisualPatches, pixels_shape
 
 
 @functools.lru_cache(maxsize=8)
 def _scale_and_bias(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel a, b with a*u + b == (u/255 - mean) / std, shaped [1, 3, 1, 1] float32."""
+    """Per-channel a, b with a*u + b == (u/255 - mean) / std, float32, shaped for `_patch_view`."""
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float64)
     std = torch.tensor(CLIP_STD, dtype=torch.float64)
     # Folded in float64, so the float32 result is within a few ulp of the reference's two steps.
-    scale = (1.0 / (255.0 * std)).to(torch.float32).view(1, 3, 1, 1)
-    bias = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
+    shape = (1, 1, 1, 1, 1, 3, 1, 1, 1)
+    scale = (1.0 / (255.0 * std)).to(torch.float32).view(shape)
+    bias = (-mean / std).to(torch.float32).view(shape)
     return scale.to(device), bias.to(device)
 
 
-def _normalise_into(stored: torch.Tensor, temporal_repeat: int, out: torch.Tensor) -> None:
-    """uint8 stored rows of one kind -> `out` [n, 1176] (float32 or bf16), normalised, frames made."""
-    num_patches = out.shape[0]
+def item_num_bytes(grid_thw: Sequence[int], temporal_repeat: int) -> int:
+    """Stored bytes of one item (patches.py): 784 per image patch (RGBX), 1176 per video tube patch."""
+    return math.prod(pixels_shape(tuple(int(v) for v in grid_thw), temporal_repeat))
+
+
+def _patch_view(stored: torch.Tensor, grid_thw: Sequence[int], temporal_repeat: int) -> torch.Tensor:
+    """One item's flat uint8 pixels as (t, h/2, w/2, 2, 2, C, frames, 14, 14): patch rows in merge order.
+
+    A view (no copy) of the layouts of patches.py: image [H, W, 4] (RGBX, one frame), video [T, 3, H, W].
+    """
+    t, h, w = (int(v) for v in grid_thw)
+    windows_h, windows_w = h // MERGE_SIZE, w // MERGE_SIZE
+    if temporal_repeat == TEMPORAL_PATCH_SIZE:
+        # (window row, row in window, y, window col, col in window, x, RGBX) -> RGB, + a frame axis of 1
+        image = stored.view(
+            windows_h, MERGE_SIZE, PATCH_SIZE, windows_w, MERGE_SIZE, PATCH_SIZE, IMAGE_CHANNELS_STORED
+        )[..., :3]
+        return image.permute(0, 3, 1, 4, 6, 2, 5).unsqueeze(0).unsqueeze(6)
+    # (tube, frame, C, window row, row in window, y, window col, col in window, x)
+    video = stored.view(
+        t, TEMPORAL_PATCH_SIZE, 3, windows_h, MERGE_SIZE, PATCH_SIZE, windows_w, MERGE_SIZE, PATCH_SIZE
+    )
+    return video.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+
+
+def _normalise_into(
+    stored: torch.Tensor, grid_thw: Sequence[int], temporal_repeat: int, out: torch.Tensor
+) -> None:
+    """One item's flat uint8 pixels -> `out` [t*h*w, 1176] (float32 or bf16): cut, normalised, frames made."""
+    source = _patch_view(stored, grid_thw, temporal_repeat)
     frames_stored = TEMPORAL_PATCH_SIZE // temporal_repeat
-    source = stored.reshape(num_patches, 3, frames_stored, _PATCH_AREA)
-    target = out.view(num_patches, 3, TEMPORAL_PATCH_SIZE, _PATCH_AREA)
+    target = out.view(*source.shape[:6], TEMPORAL_PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
     scale, bias = _scale_and_bias(out.device)
-    # a * u + b in one kernel, into the first temporal slot (both slots for video) ...
-    torch.addcmul(bias, source, scale, out=target[:, :, :frames_stored])
+    # a * u + b in one kernel, from the permuted pixels into the first temporal slot (both for video) ...
+    torch.addcmul(bias, source, scale, out=target[:, :, :, :, :, :, :frames_stored])
     if frames_stored < TEMPORAL_PATCH_SIZE:
         # ... and an image's second frame as a plain copy, measured ~2x faster than computing a
         # broadcast source twice.
-        target[:, :, frames_stored:] = target[:, :, :frames_stored]
+        slots = out.view(out.shape[0], 3, TEMPORAL_PATCH_SIZE, PATCH_SIZE * PATCH_SIZE)
+        slots[:, :, frames_stored:] = slots[:, :, :frames_stored]
 
 
-def rows_to_pixel_values(
-    pixel_rows: torch.Tensor,
+def to_pixel_values(
+    pixels: torch.Tensor,
     grid_thw: torch.Tensor,
     temporal_repeat: torch.Tensor,
     *,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Concatenated uint8 rows of a batch -> pixel values [P, 1176] for the patch embedding.
+    """A batch's concatenated uint8 pixels -> pixel values [P, 1176] for the patch embedding.
 
-    pixel_rows: [R, 588] uint8, items in grid order; an item with temporal_repeat 2 (image) has
-        t*h*w rows, one with temporal_repeat 1 (video) 2*t*h*w rows (its [C][t][14][14] tube rows
-        split in two). grid_thw: [I, 3]; temporal_repeat: [I]. Output row order = [C=3][t=2][14][14].
-    Reads the (small) grid to the host once; consecutive items of one kind share one kernel.
+    pixels: [B] uint8, the items' pixels flat, in grid order (`collate_patches`); grid_thw: [I, 3];
+    temporal_repeat: [I] (2 image, 1 video). Output rows in grid order, each [C=3][t=2][14][14].
+    Reads the (small) grid to the host once.
     """
-    if pixel_rows.dtype != torch.uint8 or pixel_rows.dim() != 2 or pixel_rows.shape[1] != FRAME_BYTES:
-        raise ValueError(
-            f"pixel_rows must be uint8 [R, {FRAME_BYTES}], got {pixel_rows.dtype} {list(pixel_rows.shape)}"
-        )
-    patches_per_item = grid_thw.prod(dim=-1).tolist()
+    if pixels.dtype != torch.uint8 or pixels.dim() != 1:
+        raise ValueError(f"pixels must be flat uint8 [B], got {pixels.dtype} {list(pixels.shape)}")
+    grids = grid_thw.tolist()
     repeats = temporal_repeat.tolist()
-    if len(patches_per_item) != len(repeats):
-        raise ValueError(f"grid_thw has {len(patches_per_item)} items but temporal_repeat {len(repeats)}")
-    stored_per_item = [n * TEMPORAL_PATCH_SIZE // r for n, r in zip(patches_per_item, repeats, strict=True)]
-    if sum(stored_per_item) != pixel_rows.shape[0]:
+    if len(grids) != len(repeats):
+        raise ValueError(f"grid_thw has {len(grids)} items but temporal_repeat {len(repeats)}")
+    sizes = [item_num_bytes(grid, repeat) for grid, repeat in zip(grids, repeats, strict=True)]
+    if sum(sizes) != pixels.numel():
         raise ValueError(
-            f"pixel_rows has {pixel_rows.shape[0]} rows but grid_thw and temporal_repeat need {sum(stored_per_item)}"
+            f"pixels has {pixels.numel()} bytes but grid_thw and temporal_repeat need {sum(sizes)}"
         )
-    out = torch.empty(sum(patches_per_item), ROW_WIDTH, dtype=dtype, device=pixel_rows.device)
+    patches_per_item = [t * h * w for t, h, w in grids]
+    out = torch.empty(sum(patches_per_item), ROW_WIDTH, dtype=dtype, device=pixels.device)
     out_start = stored_start = 0
-    index = 0
-    while index < len(repeats):
-        # Merge a run of items with the same repeat: one kernel for all the images in a row.
-        end = index
-        while end < len(repeats) and repeats[end] == repeats[index]:
-            end += 1
-        num_patches, num_stored = sum(patches_per_item[index:end]), sum(stored_per_item[index:end])
+    for grid, repeat, size, num_patches in zip(grids, repeats, sizes, patches_per_item, strict=True):
         _normalise_into(
-            pixel_rows[stored_start : stored_start + num_stored],
-            repeats[index],
-            out[out_start : out_start + num_patches],
+            pixels[stored_start : stored_start + size], grid, repeat, out[out_start : out_start + num_patches]
         )
-        out_start, stored_start, index = out_start + num_patches, stored_start + num_stored, end
+        out_start, stored_start = out_start + num_patches, stored_start + size
     return out
 
 
 def collate_patches(items: Sequence[VisualPatches]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Items in token order -> (pixel_rows [R, 588] uint8, grid_thw [I, 3] int64, temporal_repeat [I] int64)."""
-    if not items:
-        return (
-            torch.empty(0, FRAME_BYTES, dtype=torch.uint8),
-            torch.empty(0, 3, dtype=torch.int64),
-            torch.empty(0, dtype=torch.int64),
-        )
-    pixel_rows = torch.cat([item.rows.reshape(-1, FRAME_BYTES) for item in items])
-    grid_thw = torch.tensor([item.grid_thw for item in items], dtype=torch.int64)
+    """Items in token order -> (pixels [B] uint8, grid_thw [I, 3] int64, temporal_repeat [I] int64)."""
+    pixels = (
+        torch.cat([item.pixels.reshape(-1) for item in items]) if items else torch.empty(0, dtype=torch.uint8)
+    )
+    grid_thw = torch.tensor([item.grid_thw for item in items], dtype=torch.int64).reshape(-1, 3)
     temporal_repeat = torch.tensor([item.temporal_repeat for item in items], dtype=torch.int64)
-    return pixel_rows, grid_thw, temporal_repeat
+    return pixels, grid_thw, temporal_repeat
 
 
 def patches_to_pixel_values(patches: VisualPatches, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """One item's rows -> [t*h*w, 1176], as transformers' processors return them (parity, benchmarks)."""
-    out = torch.empty(patches.num_patches, ROW_WIDTH, dtype=dtype, device=patches.rows.device)
-    _normalise_into(patches.rows, patches.temporal_repeat, out)
+    """One item -> [t*h*w, 1176], as transformers' processors return them (parity, benchmarks)."""
+    out = torch.empty(patches.num_patches, ROW_WIDTH, dtype=dtype, device=patches.pixels.device)
+    _normalise_into(patches.pixels.reshape(-1), patches.grid_thw, patches.temporal_repeat, out)
     return out

@@ -1,4 +1,4 @@
-"""Images: bytes -> RGB PIL image -> uint8 patch rows (the loader), or float32 reference rows (parity)."""
+"""Images: bytes -> RGB PIL image -> resized uint8 pixels (the loader), or float32 reference rows (parity)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from qvltrain.vision.budgets import ImageBudget
 from qvltrain.vision.errors import VisualInputError
-from qvltrain.vision.layout import PATCH_SIZE, TEMPORAL_PATCH_SIZE
-from qvltrain.vision.patches import VisualPatches, patchify_image
+from qvltrain.vision.layout import FACTOR, PATCH_SIZE, TEMPORAL_PATCH_SIZE
+from qvltrain.vision.patches import VisualPatches
+from qvltrain.vision.pil_memory import rgbx_pixels
 from qvltrain.vision.resize import check_size, smart_resize
 
 
@@ -74,20 +75,22 @@ def resize_image(image: Image.Image, budget: ImageBudget, name: str) -> Image.Im
 
 
 def image_to_patches(image: Image.Image, budget: ImageBudget, name: str = "<image>") -> VisualPatches:
-    """RGB (or any-mode) image -> uint8 rows [h*w, 588] and grid (1, h, w); one frame stored.
+    """RGB (or any-mode) image -> its resized pixels [H, W, 4] uint8 (RGBX) and grid (1, H/14, W/14).
 
-    This is all the loader does per image: no float work, no temporal copy (device.py makes both).
+    This is all the loader does per image: no copy out of PIL (pil_memory.py), no patch reorder, no
+    float work, no second frame (the device step makes all three, see device.py).
     """
     if image.mode != "RGB" or image.info.get("transparency") is not None:
         image = to_rgb(image, name)
     resized = resize_image(image, budget, name)
-    rows = patchify_image(resized)
-    grid_thw = (1, resized.height // PATCH_SIZE, resized.width // PATCH_SIZE)
-    return VisualPatches(rows=rows, grid_thw=grid_thw, temporal_repeat=TEMPORAL_PATCH_SIZE)
+    width, height = resized.size
+    assert height % FACTOR == 0 and width % FACTOR == 0, f"{name}: resized to {width}x{height}"
+    grid_thw = (1, height // PATCH_SIZE, width // PATCH_SIZE)
+    return VisualPatches(pixels=rgbx_pixels(resized), grid_thw=grid_thw, temporal_repeat=TEMPORAL_PATCH_SIZE)
 
 
 def load_image_patches(data: bytes, budget: ImageBudget, name: str) -> VisualPatches:
-    """Encoded bytes -> uint8 patch rows: the loader's whole image path."""
+    """Encoded bytes -> resized uint8 pixels: the loader's whole image path."""
     return image_to_patches(decode_image(data, name), budget, name)
 
 
@@ -96,7 +99,7 @@ def image_to_reference_rows(
 ) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """float32 rows [h*w, 1176] and grid (1, h, w), as transformers' image processor makes them.
 
-    The same uint8 rows and the same device normalisation the training path uses, run on the CPU.
+    The same uint8 pixels and the same device step (patch cut, normalisation) training uses, on the CPU.
     """
     from qvltrain.vision.device import patches_to_pixel_values
 

@@ -1,4 +1,4 @@
-"""Videos: decord or pre-extracted JPEG frames -> sampled frames -> uint8 tube rows [t*h*w, 1176].
+"""Videos: decord or pre-extracted JPEG frames -> sampled frames -> resized uint8 frames [T, 3, H, W].
 
 Reference: transformers' Qwen2VLVideoProcessor with `cap_pixels_per_frame=True`, fed the frames we
 sample (frame choice follows the facts page / qwen-vl-utils; transformers' own `sample_frames`
@@ -20,7 +20,7 @@ from qvltrain.vision.budgets import VideoBudget
 from qvltrain.vision.errors import VisualInputError
 from qvltrain.vision.image import decode_image
 from qvltrain.vision.layout import PATCH_SIZE, TEMPORAL_PATCH_SIZE
-from qvltrain.vision.patches import VisualPatches, patchify_frames
+from qvltrain.vision.patches import VisualPatches
 from qvltrain.vision.resize import smart_resize
 from qvltrain.vision.sampling import fps_from_timestamps, num_sampled_frames, sample_frame_indices
 from qvltrain.vision.video_decode import DecordVideo, call_with_timeout
@@ -56,9 +56,8 @@ def _frames_to_patches(
     resized = torch.cat([resize_frames(chunk, size) for chunk in chunks])  # [n, 3, h, w] uint8
     assert resized.shape[0] == num_frames and num_frames % TEMPORAL_PATCH_SIZE == 0
     grid_thw = (num_frames // TEMPORAL_PATCH_SIZE, size[0] // PATCH_SIZE, size[1] // PATCH_SIZE)
-    return VisualPatches(
-        rows=patchify_frames(resized), grid_thw=grid_thw, temporal_repeat=1, frame_times_s=tuple(times_s)
-    )
+    # The tube rows [C][t][14][14] are cut from these frames on the device (device.py).
+    return VisualPatches(pixels=resized, grid_thw=grid_thw, temporal_repeat=1, frame_times_s=tuple(times_s))
 
 
 def video_to_patches(
@@ -67,7 +66,7 @@ def video_to_patches(
     name: str,
     timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
 ) -> VisualPatches:
-    """An encoded video (bytes or a file) -> uint8 tube rows and grid (t, h, w), via decord.
+    """An encoded video (bytes or a file) -> resized uint8 frames and grid (t, h, w), via decord.
 
     Skips (VisualInputError): empty_video, corrupt_video, short_video (< 2 frames), decode_timeout.
     """
@@ -85,7 +84,7 @@ def video_to_patches(
 def frames_to_patches(
     frames: Sequence[bytes], timestamps_s: Sequence[float], budget: VideoBudget, name: str
 ) -> VisualPatches:
-    """Pre-extracted JPEG frames (in time order) with their timestamps -> tube rows, as for a video.
+    """Pre-extracted JPEG frames (in time order) with their timestamps -> VisualPatches, as for a video.
 
     The list is sampled at budget.fps like a decoded video, and only the chosen frames are decoded,
     so recipes may extract densely. All frames must share one size.

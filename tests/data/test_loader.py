@@ -12,6 +12,7 @@ from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.loader import TrainBatches
 from qvltrain.text.tokenizer import load_tokenizer
 from qvltrain.vision.budgets import ImageBudget
+from qvltrain.vision.device import item_num_bytes
 from tests.data.mixed_shards import dataset, write_mixed_shards
 
 SHAPES_BUDGET = ImageBudget(min_pixels=3136, max_pixels=50176)
@@ -53,8 +54,10 @@ def check_pack(batch: PackedBatch, seq_len: int, tokenizer) -> None:
         assert visual == 0
     else:
         assert visual == int(batch.grid_thw.prod(-1).sum()) // 4
-        rows = int((batch.grid_thw.prod(-1) * 2 // batch.temporal_repeat).sum())
-        assert batch.pixel_rows.shape == (rows, 588) and batch.pixel_rows.dtype == torch.uint8
+        num_bytes = sum(
+            item_num_bytes(g, r) for g, r in zip(batch.grid_thw, batch.temporal_repeat.tolist(), strict=True)
+        )
+        assert batch.pixels.shape == (num_bytes,) and batch.pixels.dtype == torch.uint8
     assert not ((batch.mm_token_type_ids[0] > 0) & (batch.labels[0] != -100)).any()
 
 
@@ -107,7 +110,7 @@ def same_batches(first: list[PackedBatch], second: list[PackedBatch]) -> None:
             "mm_token_type_ids",
             "position_ids",
             "cu_seqlens",
-            "pixel_rows",
+            "pixels",
             "grid_thw",
         ):
             x, y = getattr(a, name), getattr(b, name)

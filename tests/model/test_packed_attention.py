@@ -21,7 +21,7 @@ from qvltrain.model.flavors import ModelConfig, build_hf_config
 from qvltrain.model.packed_attention import LLM_ATTENTION, VISION_ATTENTION, packed_attention_forward
 from qvltrain.model.train_module import VisionLanguageTrainModule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
-from qvltrain.vision.device import collate_patches, rows_to_pixel_values
+from qvltrain.vision.device import collate_patches, to_pixel_values
 from tests.data.mixed_shards import KINDS, dataset, make_sample
 
 
@@ -53,7 +53,7 @@ def reference_logits(model, sample) -> torch.Tensor:
         items = [p for p in sample.patches if p.temporal_repeat == repeat]
         if items:
             rows, grid, repeats = collate_patches(items)
-            inputs[pixels_key], inputs[grid_key] = rows_to_pixel_values(rows, grid, repeats), grid
+            inputs[pixels_key], inputs[grid_key] = to_pixel_values(rows, grid, repeats), grid
     return model(**inputs).logits[0]
 
 
@@ -92,15 +92,11 @@ def test_vision_tower_packed_equals_each_item_alone(setup) -> None:
     items = [p for s in samples for p in s.patches]
     rows, grid, repeats = collate_patches(items)
     with torch.no_grad():
-        packed = module.model.model.visual(
-            rows_to_pixel_values(rows, grid, repeats), grid_thw=grid
-        ).pooler_output
+        packed = module.model.model.visual(to_pixel_values(rows, grid, repeats), grid_thw=grid).pooler_output
         start = 0
         for item in items:
             one_rows, one_grid, one_repeat = collate_patches([item])
-            alone = reference.model.visual(
-                rows_to_pixel_values(one_rows, one_grid, one_repeat), grid_thw=one_grid
-            )
+            alone = reference.model.visual(to_pixel_values(one_rows, one_grid, one_repeat), grid_thw=one_grid)
             torch.testing.assert_close(
                 packed[start : start + item.num_tokens], alone.pooler_output, rtol=1e-4, atol=1e-5
             )

@@ -18,7 +18,7 @@ from qvltrain.model.flavors import ModelConfig, build_hf_config
 from qvltrain.model.train_module import VisionLanguageTrainModule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget
-from qvltrain.vision.device import rows_to_pixel_values
+from qvltrain.vision.device import collate_patches, to_pixel_values
 
 SEQ_LEN = 256
 
@@ -54,12 +54,10 @@ def test_loss_matches_transformers_forward(synthetic_shards: Path) -> None:
 
     reference_sum, reference_tokens, reference_correct = 0.0, 0, 0
     for sample in samples:
-        rows = torch.cat([p.rows for p in sample.patches])
-        grid = torch.tensor([p.grid_thw for p in sample.patches])
-        repeat = torch.tensor([p.temporal_repeat for p in sample.patches])
+        pixels, grid, repeat = collate_patches(sample.patches)
         logits = reference_model(
             input_ids=sample.input_ids[None],
-            pixel_values=rows_to_pixel_values(rows, grid, repeat),
+            pixel_values=to_pixel_values(pixels, grid, repeat),
             image_grid_thw=grid,
             mm_token_type_ids=sample.mm_token_type_ids[None],
         ).logits[0, :-1]
@@ -93,7 +91,7 @@ def test_text_only_batch_still_runs_the_tower_once(synthetic_shards: Path) -> No
     image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
     batch.input_ids[batch.input_ids == image_pad] = tokenizer.pad_token_id
     batch.mm_token_type_ids.zero_()
-    batch.pixel_rows = batch.grid_thw = batch.temporal_repeat = None
+    batch.pixels = batch.grid_thw = batch.temporal_repeat = None
     model = tiny(tokenizer)
     calls = []
     model.model.visual.register_forward_hook(lambda *args: calls.append(1))

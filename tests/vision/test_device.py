@@ -1,30 +1,45 @@
-"""The fused device step: uint8 rows of images and videos -> normalised [P, 1176] in the reference order."""
+"""The fused device step: uint8 pixels of images and videos -> patch rows [P, 1176], normalised, in the reference order."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from qvltrain.vision import VisualPatches, collate_patches, patches_to_pixel_values, rows_to_pixel_values
+from qvltrain.vision import VisualPatches, collate_patches, patches_to_pixel_values, to_pixel_values
 from qvltrain.vision.layout import CLIP_MEAN, CLIP_STD
+from qvltrain.vision.patches import pixels_shape
 
 
 def naive_pixel_values(patches: VisualPatches) -> torch.Tensor:
-    """Straight from the facts page: rescale, normalise, [C][t][14][14] with t duplicated for images."""
-    rows = patches.rows.double().view(patches.num_patches, 3, -1, 196) / 255.0
+    """Straight from the facts page, patch by patch in Python loops: the 2x2 merge windows in raster
+    order, inside each its 4 patches in raster order; a row is [C][t][14][14], an image's frame twice;
+    values rescaled and normalised in float64."""
+    t, h, w = patches.grid_thw
     if patches.temporal_repeat == 2:
-        rows = torch.cat([rows, rows], dim=2)
-    mean = torch.tensor(CLIP_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=torch.float64).view(1, 3, 1, 1)
-    return ((rows - mean) / std).reshape(patches.num_patches, 1176).float()
+        rgb = patches.pixels[..., :3]  # RGBX: the fourth byte is unused
+        frames = rgb.permute(2, 0, 1).unsqueeze(0).expand(2, 3, h * 14, w * 14)  # [2, C, H, W]
+    else:
+        frames = patches.pixels  # [2t, C, H, W]
+    mean = torch.tensor(CLIP_MEAN, dtype=torch.float64).view(3, 1, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=torch.float64).view(3, 1, 1, 1)
+    rows = []
+    for tube in range(t):
+        for window_row in range(h // 2):
+            for window_col in range(w // 2):
+                for row in range(2):
+                    for col in range(2):
+                        y, x = (window_row * 2 + row) * 14, (window_col * 2 + col) * 14
+                        patch = frames[2 * tube : 2 * tube + 2, :, y : y + 14, x : x + 14]  # [t, C, 14, 14]
+                        patch = patch.permute(1, 0, 2, 3).double() / 255.0  # [C, t, 14, 14]
+                        rows.append(((patch - mean) / std).reshape(1176))
+    return torch.stack(rows).float()
 
 
 def random_patches(grid_thw: tuple[int, int, int], temporal_repeat: int, seed: int) -> VisualPatches:
     generator = torch.Generator().manual_seed(seed)
-    t, h, w = grid_thw
-    row_bytes = 1176 // temporal_repeat
-    rows = torch.randint(0, 256, (t * h * w, row_bytes), dtype=torch.uint8, generator=generator)
-    return VisualPatches(rows=rows, grid_thw=grid_thw, temporal_repeat=temporal_repeat)
+    shape = pixels_shape(grid_thw, temporal_repeat)
+    pixels = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    return VisualPatches(pixels=pixels, grid_thw=grid_thw, temporal_repeat=temporal_repeat)
 
 
 MIXED = [
@@ -37,12 +52,20 @@ MIXED = [
 
 
 def test_mixed_batch_equals_each_item_in_order() -> None:
-    pixel_rows, grid_thw, temporal_repeat = collate_patches(MIXED)
-    assert pixel_rows.shape == (24 + 4 + 2 * 48 + 12 + 2 * 16, 588)
-    values = rows_to_pixel_values(pixel_rows, grid_thw, temporal_repeat)
+    pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
+    # images: 784 bytes (14 x 14 RGBX) per patch; video: 1176 (two RGB frames) per tube patch
+    assert pixels.shape == ((24 + 4 + 12) * 784 + (48 + 16) * 1176,)
+    values = to_pixel_values(pixels, grid_thw, temporal_repeat)
     expected = torch.cat([naive_pixel_values(item) for item in MIXED])
     assert values.shape == (24 + 4 + 48 + 12 + 16, 1176) and values.dtype == torch.float32
     torch.testing.assert_close(values, expected, rtol=0, atol=1e-6)
+
+
+def test_the_unused_fourth_byte_of_an_image_is_ignored() -> None:
+    item = MIXED[0]
+    other = VisualPatches(item.pixels.clone(), item.grid_thw, item.temporal_repeat)
+    other.pixels[..., 3] = 255 - other.pixels[..., 3]
+    assert torch.equal(patches_to_pixel_values(other), patches_to_pixel_values(item))
 
 
 def test_image_frame_is_duplicated_into_both_temporal_slots() -> None:
@@ -51,29 +74,29 @@ def test_image_frame_is_duplicated_into_both_temporal_slots() -> None:
 
 
 def test_bfloat16_output_is_the_rounded_float32() -> None:
-    pixel_rows, grid_thw, temporal_repeat = collate_patches(MIXED)
-    values = rows_to_pixel_values(pixel_rows, grid_thw, temporal_repeat, dtype=torch.bfloat16)
-    reference = rows_to_pixel_values(pixel_rows, grid_thw, temporal_repeat).to(torch.bfloat16)
+    pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
+    values = to_pixel_values(pixels, grid_thw, temporal_repeat, dtype=torch.bfloat16)
+    reference = to_pixel_values(pixels, grid_thw, temporal_repeat).to(torch.bfloat16)
     assert values.dtype == torch.bfloat16
     torch.testing.assert_close(values.float(), reference.float(), rtol=0, atol=1e-2)
 
 
 def test_mismatched_rows_and_grid_are_refused() -> None:
-    pixel_rows, grid_thw, temporal_repeat = collate_patches(MIXED)
+    pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
     with pytest.raises(ValueError, match="needs|need"):
-        rows_to_pixel_values(pixel_rows[:-1], grid_thw, temporal_repeat)
+        to_pixel_values(pixels[:-1], grid_thw, temporal_repeat)
     with pytest.raises(ValueError, match="uint8"):
-        rows_to_pixel_values(pixel_rows.float(), grid_thw, temporal_repeat)
+        to_pixel_values(pixels.float(), grid_thw, temporal_repeat)
 
 
 def test_empty_batch_collates_to_empty_tensors() -> None:
-    pixel_rows, grid_thw, temporal_repeat = collate_patches([])
-    assert rows_to_pixel_values(pixel_rows, grid_thw, temporal_repeat).shape == (0, 1176)
+    pixels, grid_thw, temporal_repeat = collate_patches([])
+    assert to_pixel_values(pixels, grid_thw, temporal_repeat).shape == (0, 1176)
 
 
 @pytest.mark.gpu
 def test_cuda_equals_cpu() -> None:
-    pixel_rows, grid_thw, temporal_repeat = collate_patches(MIXED)
-    on_cpu = rows_to_pixel_values(pixel_rows, grid_thw, temporal_repeat)
-    on_gpu = rows_to_pixel_values(pixel_rows.cuda(), grid_thw.cuda(), temporal_repeat.cuda())
+    pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
+    on_cpu = to_pixel_values(pixels, grid_thw, temporal_repeat)
+    on_gpu = to_pixel_values(pixels.cuda(), grid_thw.cuda(), temporal_repeat.cuda())
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-6)

@@ -73,4 +73,4 @@ def test_good_images_of_odd_modes_do_not_skip() -> None:
     for image in (Image.fromarray(pixels).convert("CMYK"), Image.fromarray(pixels[..., 0]).convert("1")):
         fmt = "JPEG" if image.mode == "CMYK" else "PNG"
         patches = load_image_patches(encode(image, fmt), BUDGET, "ok")
-        assert patches.grid_thw[0] == 1 and np.asarray(patches.rows).dtype == np.uint8
+        assert patches.grid_thw[0] == 1 and np.asarray(patches.pixels).dtype == np.uint8

@@ -1,4 +1,4 @@
-"""Our image rows against transformers' Qwen2-VL PIL image processor (the oracle), 58 images."""
+"""Our image rows (uint8 pixels + the device step) against transformers' Qwen2-VL PIL image processor (the oracle), 58 images."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from qvltrain.vision import (
     image_to_reference_rows,
     load_image_patches,
     patches_to_pixel_values,
-    rows_to_pixel_values,
+    to_pixel_values,
 )
 from tests.vision.media import image_cases
 
@@ -51,7 +51,7 @@ def test_rows_and_grid_equal_transformers(case) -> None:
 
     patches = load_image_patches(case.data, budget, case.name)  # the loader's uint8 path
     assert patches.grid_thw == expected_grid
-    assert patches.rows.dtype == torch.uint8 and patches.temporal_repeat == 2
+    assert patches.pixels.dtype == torch.uint8 and patches.temporal_repeat == 2
     rows = patches_to_pixel_values(patches)  # the device step, here on the CPU
     assert rows.shape == expected_rows.shape == (patches.num_patches, 1176)
     torch.testing.assert_close(rows, torch.from_numpy(expected_rows), rtol=0, atol=1e-5)
@@ -72,8 +72,8 @@ def test_a_collated_batch_equals_transformers_on_the_concatenation() -> None:
         load_image_patches(case.data, ImageBudget(case.min_pixels, case.max_pixels), case.name)
         for case in chosen
     ]
-    pixel_rows, grid_thw, temporal_repeat = collate_patches(patches)
-    values = rows_to_pixel_values(pixel_rows, grid_thw, temporal_repeat)
+    pixels, grid_thw, temporal_repeat = collate_patches(patches)
+    values = to_pixel_values(pixels, grid_thw, temporal_repeat)
     expected = np.concatenate(
         [reference_rows(case.data, case.min_pixels, case.max_pixels)[0] for case in chosen]
     )
