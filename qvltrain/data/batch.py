@@ -9,6 +9,7 @@ import torch
 
 from qvltrain.data.decode import DecodedSample
 from qvltrain.vision.device import collate_patches
+from qvltrain.vision.patches import VisualPatches
 
 
 @dataclass
@@ -26,7 +27,8 @@ class PackedBatch:
     mm_token_type_ids: torch.Tensor  # [1, L] int32: 0 text, 1 image, 2 video
     position_ids: torch.Tensor  # [4, 1, L] int64: row 0 text positions restarting per segment, 1-3 M-RoPE
     cu_seqlens: torch.Tensor  # [S+1] int32: segment boundaries (samples and tail padding)
-    pixels: torch.Tensor | None  # [B] uint8: images and videos resized pixels, flat, in token order, or None
+    pixels: list[torch.Tensor] | None
+    """uint8 pixels of each image and video in token order (layouts: qvltrain.vision.patches), or None."""
     grid_thw: torch.Tensor | None  # [I, 3] int64, one row per image or video, in token order
     temporal_repeat: torch.Tensor | None  # [I] int64: 2 for an image (frame stored once), 1 for video
     max_seqlen: int = 0
@@ -47,56 +49,98 @@ class PackedBatch:
         """Tokens whose next-token prediction is trained (labels shifted by one, as in the loss)."""
         return int((self.labels[:, 1:] != -100).sum())
 
+    def _map_tensors(self, function) -> PackedBatch:
+        mapped = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, torch.Tensor):
+                value = function(value)
+            elif item.name == "pixels" and value is not None:
+                value = [function(tensor) for tensor in value]
+            mapped[item.name] = value
+        return PackedBatch(**mapped)
+
     def pin_memory(self) -> PackedBatch:
         """For DataLoader(pin_memory=True): page-locked tensors copy to the GPU asynchronously."""
-        pinned = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            pinned[item.name] = value.pin_memory() if isinstance(value, torch.Tensor) else value
-        return PackedBatch(**pinned)
+        return self._map_tensors(lambda tensor: tensor.pin_memory())
 
     def to(self, device: torch.device) -> PackedBatch:
-        moved = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            moved[item.name] = (
-                value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
-            )
-        return PackedBatch(**moved)
+        return self._map_tensors(lambda tensor: tensor.to(device, non_blocking=True))
 
 
 Batch = PackedBatch
 """The trainer's name for a micro-batch."""
 
 
+class PackAssembler:
+    """Builds one pack sample by sample: tokens copied into tensors preallocated at seq_len, pixels kept
+    as the decoder made them (one tensor per image or video, never concatenated on the host:
+    the device step reads each item anyway, so a host copy would only cost memory bandwidth)."""
+
+    def __init__(self, seq_len: int, pad_id: int):
+        self.seq_len = seq_len
+        self.input_ids = torch.full((seq_len,), pad_id, dtype=torch.long)
+        self.labels = torch.full((seq_len,), -100, dtype=torch.long)
+        self.mm_token_type_ids = torch.zeros(seq_len, dtype=torch.int32)
+        self.position_ids = torch.empty(4, seq_len, dtype=torch.long)
+        self.num_tokens = 0
+        self.num_patches = 0
+        self.lengths: list[int] = []
+        self.keys: list[str] = []
+        self.sources: list[str] = []
+        self.patches: list[VisualPatches] = []
+
+    def fits(self, sample: DecodedSample, max_patches: int) -> bool:
+        return (
+            self.num_tokens + len(sample.input_ids) <= self.seq_len
+            and self.num_patches + sample.num_patches <= max_patches
+        )
+
+    def add(self, sample: DecodedSample) -> None:
+        length = len(sample.input_ids)
+        start, end = self.num_tokens, self.num_tokens + length
+        assert end <= self.seq_len, f"pack of {end} tokens exceeds seq_len {self.seq_len}"
+        self.input_ids[start:end] = sample.input_ids
+        self.labels[start:end] = sample.labels
+        self.mm_token_type_ids[start:end] = sample.mm_token_type_ids
+        self.position_ids[:, start:end] = sample.position_ids
+        self.patches.extend(sample.patches)
+        self.num_tokens, self.num_patches = end, self.num_patches + sample.num_patches
+        self.lengths.append(length)
+        self.keys.append(sample.key)
+        self.sources.append(sample.source)
+
+    def finish(self) -> PackedBatch:
+        """The pack of exactly seq_len tokens: the tail is padding, its own segment."""
+        num_padding = self.seq_len - self.num_tokens
+        self.position_ids[:, self.num_tokens :] = torch.arange(num_padding)
+        lengths = self.lengths + ([num_padding] if num_padding else [])
+        cu_seqlens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        cu_seqlens[1:] = torch.cumsum(torch.tensor(lengths), 0)
+        pixels, grid_thw, temporal_repeat = collate_patches(self.patches)
+        has_media = bool(self.patches)
+        return PackedBatch(
+            input_ids=self.input_ids[None],
+            labels=self.labels[None],
+            mm_token_type_ids=self.mm_token_type_ids[None],
+            position_ids=self.position_ids.unsqueeze(1),
+            cu_seqlens=cu_seqlens,
+            max_seqlen=max(lengths),
+            pixels=pixels if has_media else None,
+            grid_thw=grid_thw if has_media else None,
+            temporal_repeat=temporal_repeat if has_media else None,
+            num_padding=num_padding,
+            keys=self.keys,
+            sources=self.sources,
+        )
+
+
 def pack_samples(samples: Sequence[DecodedSample], seq_len: int, pad_id: int) -> PackedBatch:
     """Samples (their lengths sum to <= seq_len) -> one pack of exactly seq_len tokens."""
-    total = sum(len(s.input_ids) for s in samples)
-    assert total <= seq_len, f"pack of {total} tokens exceeds seq_len {seq_len}"
-    num_padding = seq_len - total
-    lengths = [len(s.input_ids) for s in samples] + ([num_padding] if num_padding else [])
-    padding_positions = torch.arange(num_padding).expand(4, num_padding)
-    position_ids = torch.cat([s.position_ids for s in samples] + [padding_positions], dim=1)  # [4, L]
-    cu_seqlens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
-    cu_seqlens[1:] = torch.cumsum(torch.tensor(lengths), 0)
-    pixels, grid_thw, temporal_repeat = collate_patches([p for s in samples for p in s.patches])
-    has_media = grid_thw.shape[0] > 0
-    return PackedBatch(
-        input_ids=torch.cat([s.input_ids for s in samples] + [torch.full((num_padding,), pad_id)])[None],
-        labels=torch.cat([s.labels for s in samples] + [torch.full((num_padding,), -100)])[None],
-        mm_token_type_ids=torch.cat(
-            [s.mm_token_type_ids for s in samples] + [torch.zeros(num_padding, dtype=torch.int32)]
-        )[None],
-        position_ids=position_ids.unsqueeze(1),
-        cu_seqlens=cu_seqlens,
-        max_seqlen=max(lengths),
-        pixels=pixels if has_media else None,
-        grid_thw=grid_thw if has_media else None,
-        temporal_repeat=temporal_repeat if has_media else None,
-        num_padding=num_padding,
-        keys=[s.key for s in samples],
-        sources=[s.source for s in samples],
-    )
+    assembler = PackAssembler(seq_len, pad_id)
+    for sample in samples:
+        assembler.add(sample)
+    return assembler.finish()
 
 
 def concat_packs(packs: Sequence[PackedBatch]) -> PackedBatch:
@@ -115,7 +159,7 @@ def concat_packs(packs: Sequence[PackedBatch]) -> PackedBatch:
             + [p.cu_seqlens[1:] + int(o) for p, o in zip(packs, offsets, strict=True)]
         ),
         max_seqlen=max(p.max_seqlen for p in packs),
-        pixels=torch.cat([p.pixels for p in media]) if media else None,
+        pixels=[tensor for p in media for tensor in p.pixels] if media else None,
         grid_thw=torch.cat([p.grid_thw for p in media]) if media else None,
         temporal_repeat=torch.cat([p.temporal_repeat for p in media]) if media else None,
         num_padding=sum(p.num_padding for p in packs),

@@ -13,29 +13,20 @@ or dropped silently. Samples without `meta.num_tokens` are decoded at admission 
 
 from __future__ import annotations
 
-import functools
 import random
 from dataclasses import dataclass
 
-from qvltrain.data.batch import PackedBatch, pack_samples
+from qvltrain.data.batch import PackAssembler, PackedBatch
 from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder, parse_record
 from qvltrain.data.packer import Budget, PlanItem, WindowedBestFitDecreasing
 from qvltrain.data.reader import RawSample
 from qvltrain.data.skips import SkipLog
 from qvltrain.data.stream import DatasetStream, _as_rng_state, reread
-from qvltrain.vision.budgets import ImageBudget
 from qvltrain.vision.errors import VisualInputError
 from qvltrain.vision.tokens import image_grid
 
 STATE_FORMAT = 1
-
-
-@functools.lru_cache(maxsize=4096)
-def _image_patches(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
-    """ViT rows of an image from its size (cached: real data repeats a few common resolutions)."""
-    t, h, w = image_grid(height, width, ImageBudget(min_pixels=min_pixels, max_pixels=max_pixels))
-    return t * h * w
 
 
 @dataclass
@@ -139,8 +130,7 @@ class ReaderPipeline:
     def next_pack(self) -> PackedBatch:
         while (plan := self.planner.pop()) is None:
             self._admit_one()
-        samples: list[DecodedSample] = []
-        tokens = patches = 0
+        pack = PackAssembler(self.budget.seq_len, self.setup.pad_id)
         for item in plan:
             admitted = self.admitted.pop(item.arrival)
             try:
@@ -151,9 +141,7 @@ class ReaderPipeline:
                 self.skips.skip(error.reason, error.key, error.shard, str(error), stage="decode")
                 continue
             self.skips.success("decode")
-            if tokens + len(decoded.input_ids) > self.budget.seq_len or patches + decoded.num_patches > (
-                self.budget.max_patches
-            ):
+            if not pack.fits(decoded, self.budget.max_patches):
                 # The metadata under-stated this sample: plan it again at its true size.
                 admitted.item = PlanItem(item.key, len(decoded.input_ids), decoded.num_patches, item.arrival)
                 admitted.decoded = None
@@ -161,10 +149,9 @@ class ReaderPipeline:
                 self.planner.pending.append(admitted.item)
                 self.num_replanned += 1
                 continue
-            samples.append(decoded)
-            tokens, patches = tokens + len(decoded.input_ids), patches + decoded.num_patches
+            pack.add(decoded)
         self.num_packs += 1
-        return pack_samples(samples, self.budget.seq_len, self.setup.pad_id)
+        return pack.finish()
 
     # --- state -----------------------------------------------------------------------------
     def _ref(self, item: PlanItem) -> tuple:
@@ -216,9 +203,8 @@ class ReaderPipeline:
         self.admitted = {}
         for (dataset, _, _, key, arrival, num_tokens, num_patches), raw in zip(refs, raws, strict=True):
             record = parse_record(raw.members.get("json"), raw.key, raw.url)
-            self.admitted[arrival] = _Admitted(
-                raw, dataset, record, PlanItem(key, num_tokens, num_patches, arrival)
-            )
+            item = PlanItem(key, num_tokens, num_patches, arrival)
+            self.admitted[arrival] = _Admitted(raw, dataset, record, item)
         self.planner.pending = [self.admitted[ref[4]].item for ref in state["pending"]]
         self.planner.ready.clear()
         self.planner.ready.extend([self.admitted[ref[4]].item for ref in pack] for pack in state["ready"])

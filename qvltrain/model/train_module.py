@@ -64,7 +64,7 @@ class VisionLanguageTrainModule(nn.Module):
     def _visual_features(self, batch: PackedBatch, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
         """Merged visual features [N, hidden] in token order, and whether they are a dummy."""
         visual = self.model.model.visual
-        if batch.pixels is None or batch.pixels.numel() == 0:
+        if not batch.pixels:
             merge = visual.spatial_merge_size
             grid_thw = torch.tensor([[1, merge, merge]], device=batch.input_ids.device)
             vision_config = visual.config

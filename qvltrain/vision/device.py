@@ -1,7 +1,7 @@
 """Model side: a batch's uint8 pixels -> patch rows [P, 1176] normalised, in one fused pass per item.
 
-The loader ships each image or video as its resized uint8 pixels (patches.py has the layouts),
-concatenated flat. Here, on the GPU or the CPU, an item's pixels are viewed (no copy) as patches in
+The loader ships each image or video as its resized uint8 pixels (patches.py has the layouts), one
+tensor per item, never concatenated on the host. Here, on the GPU or the CPU, an item's pixels are viewed (no copy) as patches in
 the reference row order [C=3][t=2][14][14], tubes and 2x2 merge windows outermost, and each value
 becomes (u / 255 - mean_c) / std_c inside one addcmul that reads that permuted view and writes
 straight into the output; an image's single stored frame is then copied into its second temporal
@@ -11,7 +11,6 @@ slot. The permutation costs nothing extra: the normalisation reads every byte on
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -37,11 +36,6 @@ def _scale_and_bias(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     scale = (1.0 / (255.0 * std)).to(torch.float32).view(shape)
     bias = (-mean / std).to(torch.float32).view(shape)
     return scale.to(device), bias.to(device)
-
-
-def item_num_bytes(grid_thw: Sequence[int], temporal_repeat: int) -> int:
-    """Stored bytes of one item (patches.py): 784 per image patch (RGBX), 1176 per video tube patch."""
-    return math.prod(pixels_shape(tuple(int(v) for v in grid_thw), temporal_repeat))
 
 
 def _patch_view(stored: torch.Tensor, grid_thw: Sequence[int], temporal_repeat: int) -> torch.Tensor:
@@ -82,45 +76,50 @@ def _normalise_into(
 
 
 def to_pixel_values(
-    pixels: torch.Tensor,
+    pixels: Sequence[torch.Tensor],
     grid_thw: torch.Tensor,
     temporal_repeat: torch.Tensor,
     *,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """A batch's concatenated uint8 pixels -> pixel values [P, 1176] for the patch embedding.
+    """A batch's uint8 pixels, one tensor per item -> pixel values [P, 1176] for the patch embedding.
 
-    pixels: [B] uint8, the items' pixels flat, in grid order (`collate_patches`); grid_thw: [I, 3];
-    temporal_repeat: [I] (2 image, 1 video). Output rows in grid order, each [C=3][t=2][14][14].
-    Reads the (small) grid to the host once.
+    pixels: per item in grid order, in the layouts of patches.py (`collate_patches`); grid_thw:
+    [I, 3]; temporal_repeat: [I] (2 image, 1 video). Output rows in grid order, each
+    [C=3][t=2][14][14]. Reads the (small) grid to the host once; one fused kernel per item.
     """
-    if pixels.dtype != torch.uint8 or pixels.dim() != 1:
-        raise ValueError(f"pixels must be flat uint8 [B], got {pixels.dtype} {list(pixels.shape)}")
-    grids = grid_thw.tolist()
+    grids = [tuple(grid) for grid in grid_thw.tolist()]
     repeats = temporal_repeat.tolist()
-    if len(grids) != len(repeats):
-        raise ValueError(f"grid_thw has {len(grids)} items but temporal_repeat {len(repeats)}")
-    sizes = [item_num_bytes(grid, repeat) for grid, repeat in zip(grids, repeats, strict=True)]
-    if sum(sizes) != pixels.numel():
+    if not len(pixels) == len(grids) == len(repeats):
         raise ValueError(
-            f"pixels has {pixels.numel()} bytes but grid_thw and temporal_repeat need {sum(sizes)}"
+            f"{len(pixels)} pixel tensors, {len(grids)} grid_thw rows and {len(repeats)} temporal_repeat "
+            "values: one of each per image or video is needed"
         )
+    for index, (item, grid, repeat) in enumerate(zip(pixels, grids, repeats, strict=True)):
+        expected = pixels_shape(grid, repeat)
+        if item.dtype != torch.uint8 or tuple(item.shape) != expected:
+            raise ValueError(
+                f"item {index}: pixels {item.dtype} {list(item.shape)}, but grid {grid} with "
+                f"temporal_repeat {repeat} needs uint8 {list(expected)}"
+            )
     patches_per_item = [t * h * w for t, h, w in grids]
-    out = torch.empty(sum(patches_per_item), ROW_WIDTH, dtype=dtype, device=pixels.device)
-    out_start = stored_start = 0
-    for grid, repeat, size, num_patches in zip(grids, repeats, sizes, patches_per_item, strict=True):
-        _normalise_into(
-            pixels[stored_start : stored_start + size], grid, repeat, out[out_start : out_start + num_patches]
-        )
-        out_start, stored_start = out_start + num_patches, stored_start + size
+    device = pixels[0].device if len(pixels) else grid_thw.device
+    out = torch.empty(sum(patches_per_item), ROW_WIDTH, dtype=dtype, device=device)
+    start = 0
+    for item, grid, repeat, num_patches in zip(pixels, grids, repeats, patches_per_item, strict=True):
+        _normalise_into(item.reshape(-1), grid, repeat, out[start : start + num_patches])
+        start += num_patches
     return out
 
 
-def collate_patches(items: Sequence[VisualPatches]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Items in token order -> (pixels [B] uint8, grid_thw [I, 3] int64, temporal_repeat [I] int64)."""
-    pixels = (
-        torch.cat([item.pixels.reshape(-1) for item in items]) if items else torch.empty(0, dtype=torch.uint8)
-    )
+def collate_patches(
+    items: Sequence[VisualPatches],
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Items in token order -> (pixels, one uint8 tensor per item, grid_thw [I, 3], temporal_repeat [I]).
+
+    Nothing is copied: a batch carries each item's pixels as the loader made them.
+    """
+    pixels = [item.pixels for item in items]
     grid_thw = torch.tensor([item.grid_thw for item in items], dtype=torch.int64).reshape(-1, 3)
     temporal_repeat = torch.tensor([item.temporal_repeat for item in items], dtype=torch.int64)
     return pixels, grid_thw, temporal_repeat

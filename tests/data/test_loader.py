@@ -12,7 +12,7 @@ from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.loader import TrainBatches
 from qvltrain.text.tokenizer import load_tokenizer
 from qvltrain.vision.budgets import ImageBudget
-from qvltrain.vision.device import item_num_bytes
+from qvltrain.vision.patches import pixels_shape
 from tests.data.mixed_shards import dataset, write_mixed_shards
 
 SHAPES_BUDGET = ImageBudget(min_pixels=3136, max_pixels=50176)
@@ -54,10 +54,12 @@ def check_pack(batch: PackedBatch, seq_len: int, tokenizer) -> None:
         assert visual == 0
     else:
         assert visual == int(batch.grid_thw.prod(-1).sum()) // 4
-        num_bytes = sum(
-            item_num_bytes(g, r) for g, r in zip(batch.grid_thw, batch.temporal_repeat.tolist(), strict=True)
-        )
-        assert batch.pixels.shape == (num_bytes,) and batch.pixels.dtype == torch.uint8
+        shapes = [
+            pixels_shape(tuple(g), r)
+            for g, r in zip(batch.grid_thw.tolist(), batch.temporal_repeat.tolist(), strict=True)
+        ]
+        assert [tuple(p.shape) for p in batch.pixels] == shapes
+        assert all(p.dtype == torch.uint8 for p in batch.pixels)
     assert not ((batch.mm_token_type_ids[0] > 0) & (batch.labels[0] != -100)).any()
 
 
@@ -110,11 +112,13 @@ def same_batches(first: list[PackedBatch], second: list[PackedBatch]) -> None:
             "mm_token_type_ids",
             "position_ids",
             "cu_seqlens",
-            "pixels",
             "grid_thw",
         ):
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or torch.equal(x, y), name
+        assert (a.pixels is None and b.pixels is None) or (
+            len(a.pixels) == len(b.pixels) and all(map(torch.equal, a.pixels, b.pixels))
+        ), "pixels"
 
 
 @pytest.mark.parametrize("num_workers,world_size", [(0, 1), (0, 2), (2, 1), (2, 2)])

@@ -53,8 +53,7 @@ MIXED = [
 
 def test_mixed_batch_equals_each_item_in_order() -> None:
     pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
-    # images: 784 bytes (14 x 14 RGBX) per patch; video: 1176 (two RGB frames) per tube patch
-    assert pixels.shape == ((24 + 4 + 12) * 784 + (48 + 16) * 1176,)
+    assert all(p is item.pixels for p, item in zip(pixels, MIXED, strict=True))  # nothing copied
     values = to_pixel_values(pixels, grid_thw, temporal_repeat)
     expected = torch.cat([naive_pixel_values(item) for item in MIXED])
     assert values.shape == (24 + 4 + 48 + 12 + 16, 1176) and values.dtype == torch.float32
@@ -81,12 +80,14 @@ def test_bfloat16_output_is_the_rounded_float32() -> None:
     torch.testing.assert_close(values.float(), reference.float(), rtol=0, atol=1e-2)
 
 
-def test_mismatched_rows_and_grid_are_refused() -> None:
+def test_mismatched_pixels_and_grid_are_refused() -> None:
     pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
-    with pytest.raises(ValueError, match="needs|need"):
+    with pytest.raises(ValueError, match="one of each"):
         to_pixel_values(pixels[:-1], grid_thw, temporal_repeat)
+    with pytest.raises(ValueError, match=r"item 1: .* needs uint8 \[28, 28, 4\]"):
+        to_pixel_values([pixels[0], pixels[0], *pixels[2:]], grid_thw, temporal_repeat)
     with pytest.raises(ValueError, match="uint8"):
-        to_pixel_values(pixels.float(), grid_thw, temporal_repeat)
+        to_pixel_values([p.float() for p in pixels], grid_thw, temporal_repeat)
 
 
 def test_empty_batch_collates_to_empty_tensors() -> None:
@@ -98,5 +99,5 @@ def test_empty_batch_collates_to_empty_tensors() -> None:
 def test_cuda_equals_cpu() -> None:
     pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
     on_cpu = to_pixel_values(pixels, grid_thw, temporal_repeat)
-    on_gpu = to_pixel_values(pixels.cuda(), grid_thw.cuda(), temporal_repeat.cuda())
+    on_gpu = to_pixel_values([p.cuda() for p in pixels], grid_thw.cuda(), temporal_repeat.cuda())
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-6)
