@@ -53,13 +53,44 @@ def mrope_positions(
     `mm_token_type_ids` is 0 for text, 1 for image pads and 2 for video pads (vision_start/end are
     text); grids are `(t, h, w)` BEFORE merging, in order of appearance per modality.
     """
+    token_types = _token_types(mm_token_type_ids)
+    positions = np.empty((3, token_types.size), dtype=np.int64)
+    _mrope_into(positions, token_types, image_grid_thw, video_grid_thw, spatial_merge_size)
+    return torch.from_numpy(positions)
+
+
+def sample_position_ids(
+    mm_token_type_ids: torch.Tensor | np.ndarray | Sequence[int],
+    image_grid_thw: GridInput = None,
+    video_grid_thw: GridInput = None,
+    spatial_merge_size: int = 2,
+) -> torch.Tensor:
+    """`[4, L]` position ids of one sample as packs carry them: row 0 text positions 0..L-1, rows 1-3
+    M-RoPE; the same as `position_ids_with_text_row(mrope_positions(...))`, in one array."""
+    token_types = _token_types(mm_token_type_ids)
+    positions = np.empty((4, token_types.size), dtype=np.int64)
+    positions[0] = np.arange(token_types.size)
+    _mrope_into(positions[1:], token_types, image_grid_thw, video_grid_thw, spatial_merge_size)
+    return torch.from_numpy(positions)
+
+
+def _token_types(mm_token_type_ids) -> np.ndarray:
     if isinstance(mm_token_type_ids, torch.Tensor):
         mm_token_type_ids = mm_token_type_ids.numpy(force=True)
-    token_types = np.asarray(mm_token_type_ids, dtype=np.int64).reshape(-1)  # [L]
+    return np.asarray(mm_token_type_ids, dtype=np.int64).reshape(-1)  # [L]
+
+
+def _mrope_into(
+    positions: np.ndarray,
+    token_types: np.ndarray,
+    image_grid_thw: GridInput,
+    video_grid_thw: GridInput,
+    spatial_merge_size: int,
+) -> None:
+    """Fill `positions` [3, L] (rules in the module docstring)."""
     length = token_types.size
     grids_by_type = {1: _as_grid_list(image_grid_thw), 2: _as_grid_list(video_grid_thw)}
     next_grid = {1: 0, 2: 0}
-    positions = np.empty((3, length), dtype=np.int64)
     changes = (np.flatnonzero(token_types[1:] != token_types[:-1]) + 1).tolist()
     run_starts, run_ends = ([0, *changes], [*changes, length]) if length else ([], [])
     counter = 0
@@ -87,7 +118,6 @@ def mrope_positions(
     for run_type, used in next_grid.items():
         if used != len(grids_by_type[run_type]):
             raise ValueError(f"{len(grids_by_type[run_type])} grids of type {run_type} but {used} blocks")
-    return torch.from_numpy(positions)
 
 
 def text_positions(length: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from qvltrain.model.rope import mrope_positions, position_ids_with_text_row
+from qvltrain.model.rope import sample_position_ids
 from qvltrain.text.builder import TokenSequenceBuilder
 from qvltrain.text.chatml import render_chatml
 from qvltrain.text.config import RenderConfig
@@ -63,21 +63,19 @@ def render_sample(
         input_ids=input_ids,
         labels=labels,
         mm_token_type_ids=mm_token_type_ids,
-        position_ids=position_ids_with_text_row(
-            mrope_positions(
-                built.mm_types,
-                [
-                    grid
-                    for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)
-                    if kind == "image"
-                ],
-                [
-                    grid
-                    for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)
-                    if kind == "video"
-                ],
-                config.spatial_merge_size,
-            )
+        position_ids=sample_position_ids(
+            built.mm_types,
+            [
+                grid
+                for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)
+                if kind == "image"
+            ],
+            [
+                grid
+                for kind, grid in zip(content.visual_kinds, visual_grids_used, strict=True)
+                if kind == "video"
+            ],
+            config.spatial_merge_size,
         ),
         visual_kinds=tuple(content.visual_kinds),
         visual_grids=visual_grids_used,
@@ -85,7 +83,7 @@ def render_sample(
         turn_ends=tuple(built.turn_ends),
         num_clipped_boxes=content.num_clipped_boxes,
     )
-    if sample.num_loss_tokens == 0:
+    if not trained.any():  # == sample.num_loss_tokens == 0, without a tensor op
         raise SkipSample(
             "no_trained_tokens", f"{config.template} rendering of {len(sample)} tokens trains nothing"
         )
