@@ -9,12 +9,19 @@ A sample is addressed by (shard, ordinal): its index among the samples of its sh
 stream re-opens its shard and skips `ordinal` samples; re-reading a buffered sample scans its shard
 for that ordinal. Shards are opened with webdataset's `gopen` (files, `pipe:`, http, gs, ...) or
 fsspec for other URL schemes; the tar is read as a stream, so no seeking is needed.
+
+The tar stream is parsed here (`tar_members`), not by `tarfile`: its per-member objects cost
+~0.1 ms per sample, about 1% of a photo's decode + resize. Headers are checked (checksum) and
+ustar prefixes, pax `path`/`size` records and GNU long names are honoured; gzip, bz2 and xz
+shards are decompressed on the fly, as tarfile's "r|*" did.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import random
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -52,6 +59,109 @@ def open_url(url: str):
     return wds.gopen(url, "rb")
 
 
+class TarReadError(Exception):
+    """The tar stream is cut or its header is broken."""
+
+
+_BLOCK = 512
+
+
+def _read_exactly(stream, size: int, what: str) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise TarReadError(f"{what}: {len(data)} of {size} bytes before the stream ended")
+    return data
+
+
+def _octal(field: bytes, what: str) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256 for sizes over 8 GiB
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise TarReadError(f"{what}: bad number {text!r}") from None
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    records, position = {}, 0
+    while position < len(data):
+        space = data.index(b" ", position)
+        length = int(data[position:space])
+        key, _, value = data[space + 1 : position + length - 1].partition(b"=")
+        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return records
+
+
+class _Prefixed:
+    """A stream whose first bytes were already read (streams without `peek`)."""
+
+    def __init__(self, head: bytes, stream):
+        self._head, self._stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        if size < 0:
+            data, self._head = self._head + self._stream.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data + (self._stream.read(size - len(data)) if size > len(data) else b"")
+
+
+def _decompressed(stream):
+    """`stream`, decompressed if it starts like gzip, bzip2 or xz (as tarfile's "r|*" detects)."""
+    if hasattr(stream, "peek"):
+        head = stream.peek(6)[:6]
+    else:
+        head = stream.read(6)
+        stream = _Prefixed(head, stream)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(stream, mode="rb")
+    if head.startswith(b"\xfd7zXZ"):
+        return lzma.LZMAFile(stream, mode="rb")
+    return stream
+
+
+def tar_members(stream) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of each regular file of a tar stream, in order. Raises TarReadError where the
+    stream is cut or a header is broken; ends at the end-of-archive block or a clean end of stream."""
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        header = stream.read(_BLOCK)
+        if not header or header == bytes(_BLOCK):
+            return  # end of archive (or of a stream without the closing blocks)
+        if len(header) != _BLOCK:
+            raise TarReadError(f"header: {len(header)} of {_BLOCK} bytes before the stream ended")
+        stored = _octal(header[148:156], "header checksum")
+        if stored != sum(header) - sum(header[148:156]) + 8 * 32:
+            raise TarReadError(f"header checksum {stored} does not match its header")
+        type_flag = header[156:157]
+        size = int(pax["size"]) if "size" in pax else _octal(header[124:136], "member size")
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
+        if prefix:
+            name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+        name = pax.get("path", long_name or name)
+        padded = -(-size // _BLOCK) * _BLOCK
+        if type_flag in (b"x", b"L"):  # metadata of the next member
+            data = _read_exactly(stream, padded, f"{name} extended header")[:size]
+            if type_flag == b"x":
+                pax = _pax_records(data)
+            else:
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            continue
+        data = _read_exactly(stream, size, name)
+        _read_exactly(stream, padded - size, f"{name} padding")
+        if type_flag in (b"0", b"\0", b"7"):  # regular files; directories, links etc. are not samples
+            yield name, data
+        long_name, pax = None, {}
+
+
 def iter_shard(url: str, start: int = 0) -> Iterator[RawSample]:
     """Samples of one tar shard from ordinal `start`, grouped by key in member order.
 
@@ -65,30 +175,23 @@ def iter_shard(url: str, start: int = 0) -> Iterator[RawSample]:
     current: RawSample | None = None
     ordinal = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                base = member.name.rsplit("/", 1)[-1]
-                if "." not in base:
-                    continue  # not a sample member (webdataset convention: KEY.suffix)
-                prefix = member.name[: len(member.name) - len(base)]
-                key, suffix = base.split(".", 1)
-                key = prefix + key
-                if current is None or key != current.key:
-                    if current is not None:
-                        if current.ordinal >= start:
-                            yield current
-                        ordinal += 1
-                    current = RawSample(url, ordinal, key)
-                reader = tar.extractfile(member)
-                data = reader.read() if current.ordinal >= start else b""
-                if current.ordinal >= start and len(data) != member.size:
-                    raise tarfile.ReadError(f"member {member.name} has {len(data)} of {member.size} bytes")
+        for name, data in tar_members(_decompressed(stream)):
+            base = name.rsplit("/", 1)[-1]
+            if "." not in base:
+                continue  # not a sample member (webdataset convention: KEY.suffix)
+            key, suffix = base.split(".", 1)
+            key = name[: len(name) - len(base)] + key
+            if current is None or key != current.key:
+                if current is not None:
+                    if current.ordinal >= start:
+                        yield current
+                    ordinal += 1
+                current = RawSample(url, ordinal, key)
+            if current.ordinal >= start:
                 current.members[suffix] = data
         if current is not None and current.ordinal >= start:
             yield current
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (TarReadError, EOFError, OSError, ValueError) as error:
         key = current.key if current is not None else "-"
         raise ShardError("truncated_tar", url, key, str(error)) from error
     finally:
