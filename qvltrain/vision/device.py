@@ -63,6 +63,10 @@ def _normalise_into(
 ) -> None:
     """One item's flat uint8 pixels -> `out` [t*h*w, 1176] (float32 or bf16): cut, normalised, frames made."""
     source = _patch_view(stored, grid_thw, temporal_repeat)
+    if source.device.type == "cpu":
+        # The CPU's float kernel reads a permuted uint8 view slowly: gathering the bytes first and
+        # running it on contiguous input measured 1.1 ms vs 1.8 ms for a 644x476 image (one core).
+        source = source.contiguous()
     frames_stored = TEMPORAL_PATCH_SIZE // temporal_repeat
     target = out.view(*source.shape[:6], TEMPORAL_PATCH_SIZE, PATCH_SIZE, PATCH_SIZE)
     scale, bias = _scale_and_bias(out.device)
