@@ -8,8 +8,6 @@ TEMPORAL_PATCH_SIZE = 2
 """Frames per patch (Conv3d kernel depth); an image is two identical frames."""
 FACTOR = PATCH_SIZE * MERGE_SIZE
 """Resized sides are multiples of this (28)."""
-FRAME_BYTES = 3 * PATCH_SIZE * PATCH_SIZE
-"""Bytes of one patch of one RGB frame (588): the width of a stored uint8 row."""
 ROW_WIDTH = 3 * TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE
 """Values per patch row the patch embedding takes (1176), ordered [C=3][t=2][14][14]."""
 MAX_ASPECT_RATIO = 200

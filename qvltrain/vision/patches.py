@@ -56,10 +56,6 @@ class VisualPatches:
         assert h % MERGE_SIZE == 0 and w % MERGE_SIZE == 0, f"grid {self.grid_thw} is not mergeable"
 
     @property
-    def is_video(self) -> bool:
-        return self.temporal_repeat == 1
-
-    @property
     def num_patches(self) -> int:
         """Rows the vision tower sees (each [1176] after the device step)."""
         t, h, w = self.grid_thw
@@ -69,7 +65,3 @@ class VisualPatches:
     def num_tokens(self) -> int:
         """Merged LLM tokens (the count of pad tokens between vision_start and vision_end)."""
         return self.num_patches // (MERGE_SIZE * MERGE_SIZE)
-
-    @property
-    def num_bytes(self) -> int:
-        return self.pixels.numel()
