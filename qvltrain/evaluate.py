@@ -78,8 +78,8 @@ def generate(model, prompted: Prompted, tokenizer, max_new_tokens: int) -> str:
     ):
         items = [p for p in sample.patches if p.temporal_repeat == repeat]
         if items:
-            rows, grids, repeats = collate_patches(items)
-            inputs[pixel_key] = to_pixel_values(rows, grids, repeats)
+            pixels, grids, repeats = collate_patches(items)
+            inputs[pixel_key] = to_pixel_values(pixels, grids, repeats)
             inputs[grid_key] = grids
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)

@@ -21,7 +21,7 @@ from qvltrain.bench.mixture import SampleSize, realistic_mixture
 from qvltrain.data.config import DataConfig
 from qvltrain.data.decode import DecodedSample
 from qvltrain.data.packer import Budget, PlanItem, WindowedBestFitDecreasing
-from qvltrain.model.rope import mrope_positions, position_ids_with_text_row
+from qvltrain.model.rope import sample_position_ids
 from qvltrain.text.tokenizer import SpecialTokens
 from qvltrain.vision.layout import TEMPORAL_PATCH_SIZE
 from qvltrain.vision.patches import VisualPatches, pixels_shape
@@ -92,7 +92,7 @@ def synthetic_sample(
     token_types = torch.cat(pieces_types)
     image_grids = [p.grid_thw for p in patches if p.temporal_repeat == TEMPORAL_PATCH_SIZE]
     video_grids = [p.grid_thw for p in patches if p.temporal_repeat == 1]
-    positions = mrope_positions(token_types, image_grids or None, video_grids or None)
+    positions = sample_position_ids(token_types, image_grids or None, video_grids or None)
     input_ids = torch.cat(pieces_ids).long()
     assert len(input_ids) == size.num_tokens, (len(input_ids), size)
     labels = torch.cat(pieces_labels).long()
@@ -103,7 +103,7 @@ def synthetic_sample(
         input_ids=input_ids,
         labels=labels,
         mm_token_type_ids=token_types,
-        position_ids=position_ids_with_text_row(positions),
+        position_ids=positions,
         patches=patches,
     )
 

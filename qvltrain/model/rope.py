@@ -48,15 +48,12 @@ def mrope_positions(
     video_grid_thw: GridInput = None,
     spatial_merge_size: int = 2,
 ) -> torch.Tensor:
-    """M-RoPE positions `[3, L]` for one unpadded sample.
+    """M-RoPE positions `[3, L]` for one unpadded sample (rows 1-3 of `sample_position_ids`).
 
     `mm_token_type_ids` is 0 for text, 1 for image pads and 2 for video pads (vision_start/end are
     text); grids are `(t, h, w)` BEFORE merging, in order of appearance per modality.
     """
-    token_types = _token_types(mm_token_type_ids)
-    positions = np.empty((3, token_types.size), dtype=np.int64)
-    _mrope_into(positions, token_types, image_grid_thw, video_grid_thw, spatial_merge_size)
-    return torch.from_numpy(positions)
+    return sample_position_ids(mm_token_type_ids, image_grid_thw, video_grid_thw, spatial_merge_size)[1:]
 
 
 def sample_position_ids(
@@ -65,19 +62,15 @@ def sample_position_ids(
     video_grid_thw: GridInput = None,
     spatial_merge_size: int = 2,
 ) -> torch.Tensor:
-    """`[4, L]` position ids of one sample as packs carry them: row 0 text positions 0..L-1, rows 1-3
-    M-RoPE; the same as `position_ids_with_text_row(mrope_positions(...))`, in one array."""
-    token_types = _token_types(mm_token_type_ids)
+    """`[4, L]` position ids of one sample as packs carry them (transformers' layout): row 0 text
+    positions 0..L-1, rows 1-3 M-RoPE (t, h, w). Arguments as for `mrope_positions`."""
+    if isinstance(mm_token_type_ids, torch.Tensor):
+        mm_token_type_ids = mm_token_type_ids.numpy(force=True)
+    token_types = np.asarray(mm_token_type_ids, dtype=np.int64).reshape(-1)  # [L]
     positions = np.empty((4, token_types.size), dtype=np.int64)
     positions[0] = np.arange(token_types.size)
     _mrope_into(positions[1:], token_types, image_grid_thw, video_grid_thw, spatial_merge_size)
     return torch.from_numpy(positions)
-
-
-def _token_types(mm_token_type_ids) -> np.ndarray:
-    if isinstance(mm_token_type_ids, torch.Tensor):
-        mm_token_type_ids = mm_token_type_ids.numpy(force=True)
-    return np.asarray(mm_token_type_ids, dtype=np.int64).reshape(-1)  # [L]
 
 
 def _mrope_into(
@@ -118,13 +111,3 @@ def _mrope_into(
     for run_type, used in next_grid.items():
         if used != len(grids_by_type[run_type]):
             raise ValueError(f"{len(grids_by_type[run_type])} grids of type {run_type} but {used} blocks")
-
-
-def text_positions(length: int) -> torch.Tensor:
-    """Plain 1-D positions `[L]`: 0..L-1 (row 0 of the packed `[4, L]` position ids)."""
-    return torch.arange(length, dtype=torch.long)
-
-
-def position_ids_with_text_row(mrope: torch.Tensor) -> torch.Tensor:
-    """Stack text positions on top of M-RoPE positions: `[3, L]` -> `[4, L]` as transformers packs them."""
-    return torch.cat([text_positions(mrope.shape[-1]).unsqueeze(0), mrope], dim=0)

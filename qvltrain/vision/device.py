@@ -1,11 +1,12 @@
 """Model side: a batch's uint8 pixels -> patch rows [P, 1176] normalised, in one fused pass per item.
 
 The loader ships each image or video as its resized uint8 pixels (patches.py has the layouts), one
-tensor per item, never concatenated on the host. Here, on the GPU or the CPU, an item's pixels are viewed (no copy) as patches in
-the reference row order [C=3][t=2][14][14], tubes and 2x2 merge windows outermost, and each value
-becomes (u / 255 - mean_c) / std_c inside one addcmul that reads that permuted view and writes
-straight into the output; an image's single stored frame is then copied into its second temporal
-slot. The permutation costs nothing extra: the normalisation reads every byte once anyway.
+tensor per item, never concatenated on the host. Here an item's pixels are viewed (no copy) as
+patches in the reference row order [C=3][t=2][14][14], tubes and 2x2 merge windows outermost, and
+each value becomes (u / 255 - mean_c) / std_c inside one addcmul that reads that permuted view and
+writes straight into the output; an image's single stored frame is then copied into its second
+temporal slot. On the GPU the permutation rides on the read the normalisation does anyway; on the
+CPU the bytes are gathered first (faster there, see `_normalise_into`).
 """
 
 from __future__ import annotations

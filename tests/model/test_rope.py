@@ -7,12 +7,7 @@ import pytest
 import torch
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
-from qvltrain.model.rope import (
-    mrope_positions,
-    position_ids_with_text_row,
-    sample_position_ids,
-    text_positions,
-)
+from qvltrain.model.rope import mrope_positions, sample_position_ids
 
 MERGE = 2
 
@@ -79,11 +74,10 @@ def test_text_only_and_empty():
 
 def test_four_row_stack_has_text_positions_on_top():
     mrope = mrope_positions(torch.tensor([0] + [1] * 4 + [0]), [(1, 4, 4)])
-    stacked = position_ids_with_text_row(mrope)
+    stacked = sample_position_ids(torch.tensor([0] + [1] * 4 + [0]), [(1, 4, 4)])
     assert stacked.shape == (4, 6)
-    assert stacked[0].tolist() == text_positions(6).tolist() == list(range(6))
+    assert stacked[0].tolist() == list(range(6))
     assert torch.equal(stacked[1:], mrope)
-    assert torch.equal(sample_position_ids(torch.tensor([0] + [1] * 4 + [0]), [(1, 4, 4)]), stacked)
 
 
 def test_grid_mismatches_are_errors():
