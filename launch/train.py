@@ -31,9 +31,13 @@ def main(cfg: DictConfig) -> None:
     except ValueError as error:
         raise SystemExit(f"config error: {error}") from None
 
+    from qvltrain.train.distributed import shutdown_distributed
     from qvltrain.train.trainer import Trainer
 
-    Trainer(config, to_plain_dict(cfg)).fit()
+    try:
+        Trainer(config, to_plain_dict(cfg)).fit()
+    finally:
+        shutdown_distributed()  # also on sys.exit after a stop request and on errors
 
 
 if __name__ == "__main__":
