@@ -36,8 +36,13 @@ def main(cfg: DictConfig) -> None:
 
     try:
         Trainer(config, to_plain_dict(cfg)).fit()
-    finally:
-        shutdown_distributed()  # also on sys.exit after a stop request and on errors
+    except SystemExit as stop:  # a stop request (SIGTERM, SLURM pre-emption) ends with exit(0)
+        if not stop.code:
+            shutdown_distributed()
+        raise
+    # Only on a clean end: after an error the other ranks may sit in a collective, and with NCCL
+    # leaving the group could then wait on them; the launcher tears the failed job down instead.
+    shutdown_distributed()
 
 
 if __name__ == "__main__":
