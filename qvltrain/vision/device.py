@@ -132,6 +132,5 @@ def collate_patches(
 
 def patches_to_pixel_values(patches: VisualPatches, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """One item -> [t*h*w, 1176], as transformers' processors return them (parity, benchmarks)."""
-    out = torch.empty(patches.num_patches, ROW_WIDTH, dtype=dtype, device=patches.pixels.device)
-    _normalise_into(patches.pixels.reshape(-1), patches.grid_thw, patches.temporal_repeat, out)
-    return out
+    pixels, grid_thw, temporal_repeat = collate_patches([patches])
+    return to_pixel_values(pixels, grid_thw, temporal_repeat, dtype=dtype)
