@@ -10,9 +10,12 @@ PIP := $(VENV)/bin/pip
 # the same version resolves to its CUDA build. Override, e.g. `make setup TORCH_SPEC="torch==2.6.0"`.
 TORCH_SPEC ?= torch==2.13.0
 NUM_RANKS ?= 2
+# Seeds the demo's initial weights and data order; `make demo SEED=1 RUNS=runs/demo_seed1`.
+SEED ?= 0
+RUNS ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo data test parity bench lint format clean
+.PHONY: help setup demo data test parity bench gpu-wheels gpu-check-dry-run lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,7 +33,7 @@ data: setup ## Write the demo shards (handwritten digits: caption, grounding, ch
 	@test -f data/digits/video/validation/validation.index.json || $(PY) -m data_recipes.digits --out data/digits
 
 demo: data ## Train the tiny model through the three stages on 2 CPU ranks (ZeRO-3), then evaluate it
-	NUM_RANKS=$(NUM_RANKS) QVL_PYTHON=$(PY) bash launch/demo.sh runs/demo
+	NUM_RANKS=$(NUM_RANKS) SEED=$(SEED) QVL_PYTHON=$(PY) bash launch/demo.sh $(RUNS)
 
 test: setup ## Run the test suite (CPU; GPU tests are deselected)
 	$(PY) -m pytest -q tests
@@ -50,6 +53,12 @@ parity: $(PARITY_VENV)/.installed ## Oracle parity including the video processor
 
 bench: setup ## Benchmarks (JSON under bench_results/, tables to paste into docs/benchmarks.md)
 	$(PY) -m qvltrain.bench.vision
+
+gpu-wheels: setup ## Wheels the CUDA machine lacks (deepspeed, hydra, webdataset, wandb, decord...) into .gpu-wheels/
+	$(PY) launch/gpu_wheels.py --out .gpu-wheels
+
+gpu-check-dry-run: setup ## Every step of launch/gpu_check.sh on the CPU (GPU tests on CPU, tiny benchmark)
+	QVL_PYTHON=$(PY) bash launch/gpu_check.sh --dry-run --out gpu_check
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The demo: the paper's three stages in sequence on the tiny model, 2 CPU ranks (or the local GPUs),
 # DeepSpeed ZeRO-3, each stage starting from the previous stage's Hugging Face export, then held-out
-# metrics by greedy generation. Usage: launch/demo.sh [RUNS_DIR] (make demo calls it).
+# metrics by greedy generation. Usage: [SEED=N] launch/demo.sh [RUNS_DIR] (make demo calls it).
+# SEED (default 0) seeds the initial weights (train.seed) and the data stream's order (data.seed).
 set -euo pipefail
 RUNS=${1:-runs/demo}
 NUM_RANKS=${NUM_RANKS:-2}
+SEED=${SEED:-0}
 PY=${QVL_PYTHON:-.venv/bin/python}
 DATA=data/digits
 export PATH="$(dirname "$PY"):$PATH"
@@ -16,7 +18,7 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
   echo "== stage $name ($steps steps${init:+, from $init}) =="
   deepspeed --num_gpus "$NUM_RANKS" launch/train.py "+stage=$name" "${init_arg[@]}" \
       "train.run_dir=$RUNS/$name" "train.max_steps=$steps" train.schedule.warmup_steps=20 \
-      train.validation.every_steps=250 "$@"
+      train.validation.every_steps=250 "train.seed=$SEED" "data.seed=$SEED" "$@"
   "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,45 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+# The one knob for every deadline in the tests (subprocess timeouts, waits for a run to reach a
+# step): a loaded or slow machine sets QVLTRAIN_TEST_TIME_SCALE=3 and every deadline triples. No
+# test asserts that something is fast; deadlines only turn a hang into a failure with a message.
+TIME_SCALE = float(os.environ.get("QVLTRAIN_TEST_TIME_SCALE", "1"))
+if not TIME_SCALE > 0:
+    raise ValueError(f"QVLTRAIN_TEST_TIME_SCALE must be a positive number, got {TIME_SCALE!r}")
+
+
+def deadline_s(seconds: float) -> float:
+    """A deadline of `seconds` on this project's 2-core machine, scaled by QVLTRAIN_TEST_TIME_SCALE."""
+    return seconds * TIME_SCALE
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete records of a JSON-lines file another process may be appending to right now
+    (a last line without its newline is still being written: left for the next read)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")[:-1]  # the part after the last newline is incomplete (or empty)
+    return [json.loads(line) for line in lines if line]
+
+
+@pytest.fixture(scope="session")
+def gpu_device():
+    """The device of the `@pytest.mark.gpu` tests: CUDA; the CPU when QVLTRAIN_GPU_TESTS_ON_CPU=1.
+
+    `launch/gpu_check.sh --dry-run` sets the variable so CI runs every GPU test's code on the CPU
+    (with the exact per-segment attention instead of the CUDA varlen kernels); elsewhere a machine
+    without CUDA skips them.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if os.environ.get("QVLTRAIN_GPU_TESTS_ON_CPU") == "1":
+        return torch.device("cpu")
+    pytest.skip("needs a CUDA device (QVLTRAIN_GPU_TESTS_ON_CPU=1 runs it on the CPU)")
 
 
 @pytest.fixture(scope="session")

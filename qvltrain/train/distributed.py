@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import warnings
@@ -45,6 +46,30 @@ def init_distributed() -> tuple[int, int, int]:
     if not cpu:
         torch.cuda.set_device(local_rank)
     return rank, world_size, local_rank
+
+
+def publish_rank(run_dir: str, rank: int, local_rank: int, world_size: int) -> str:
+    """Write RUN/ranks/rank_N.json (pid, host, local rank) and return its path.
+
+    Tools find a rank's process here (py-spy, a debugger, a test that kills one rank) instead of
+    matching command lines, which depend on the terminal's width and the checkout's path. The file
+    is replaced atomically, so a reader never sees half of it; a resumed run rewrites it.
+    """
+    folder = os.path.join(run_dir, "ranks")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"rank_{rank}.json")
+    record = {
+        "rank": rank,
+        "local_rank": local_rank,
+        "world_size": world_size,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+    }
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w") as file:
+        json.dump(record, file)
+    os.replace(partial, path)
+    return path
 
 
 def shutdown_distributed() -> None:

@@ -18,7 +18,7 @@ from qvltrain.config import Config
 from qvltrain.data.batch import Batch
 from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from qvltrain.train.deepspeed_config import is_zero3, resolve_deepspeed_config
-from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed
+from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed, publish_rank
 from qvltrain.train.flops import ModelShape, device_peak_flops
 from qvltrain.train.loggers import MetricsLogger
 from qvltrain.train.metrics import StepCounts, peak_memory_gb
@@ -91,6 +91,7 @@ class Trainer:
             with open(os.path.join(self.run_dir, "config.yaml"), "w") as config_file:
                 yaml.safe_dump(resolved_config, config_file, sort_keys=False)
         barrier()
+        publish_rank(self.run_dir, self.rank, self.local_rank, self.world_size)
 
         from qvltrain.data.loader import build_train_batches
         from qvltrain.text.tokenizer import load_tokenizer

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import deadline_s
+
 
 def test_small_loader_benchmark_writes_a_report(tmp_path: Path) -> None:
     out = tmp_path / "loader.json"
@@ -25,7 +27,7 @@ def test_small_loader_benchmark_writes_a_report(tmp_path: Path) -> None:
         ],
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=deadline_s(300),
         cwd=Path(__file__).resolve().parents[2],
     )
     report = json.loads(out.read_text())

@@ -136,10 +136,12 @@ def test_unpacked_calls_fall_back_to_sdpa(setup) -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_varlen_matches_per_segment() -> None:
+def test_cuda_varlen_matches_per_segment(gpu_device) -> None:
     torch.manual_seed(0)
-    query, key, value = (torch.randn(1, h, 300, 64, device="cuda", dtype=torch.bfloat16) for h in (8, 2, 2))
-    cu_seqlens = torch.tensor([0, 100, 101, 300], dtype=torch.int32, device="cuda")
+    query, key, value = (
+        torch.randn(1, h, 300, 64, device=gpu_device, dtype=torch.bfloat16) for h in (8, 2, 2)
+    )
+    cu_seqlens = torch.tensor([0, 100, 101, 300], dtype=torch.int32, device=gpu_device)
     module = torch.nn.Module()
     for causal in (True, False):
         module.is_causal = causal

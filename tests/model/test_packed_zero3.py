@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, deadline_s
 from tests.data.mixed_shards import write_mixed_shards
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
@@ -39,7 +39,7 @@ def test_text_only_rank_and_video_rank_do_not_hang(tmp_path: Path) -> None:
     outputs = []
     try:
         for process in processes:
-            outputs.append(process.communicate(timeout=150)[0])
+            outputs.append(process.communicate(timeout=deadline_s(150))[0])
     except subprocess.TimeoutExpired:
         for process in processes:
             process.kill()

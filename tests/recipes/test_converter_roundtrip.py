@@ -18,7 +18,7 @@ from qvltrain.data.shards import expand_shards
 from qvltrain.data.validate import validate_shards
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, deadline_s
 from tests.recipes import fixtures
 
 IMAGE_BUDGET = ["--image-budget", "3136:50176"]
@@ -36,7 +36,7 @@ def convert(module: str, args: list[str], out: Path) -> subprocess.CompletedProc
         "train",
         "--no-progress",
     ]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=deadline_s(300))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

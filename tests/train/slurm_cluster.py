@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from qvltrain.train.distributed import free_port
+from tests.conftest import deadline_s
 
 SLURM_CONF = """\
 ClusterName=qvltrain-test
@@ -50,7 +51,7 @@ def ensure_slurm_installed() -> str | None:
         return "slurm is not installed and this is not a root Debian machine to install it on"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=deadline_s(600))
         if result.returncode != 0:
             return f"{' '.join(command)} failed: {result.stderr[-500:]}"
     return None if shutil.which("slurmctld") else "slurm-wlm installed no slurmctld"
@@ -86,7 +87,7 @@ class LocalSlurm:
             log = open(self.root / f"{daemon[0]}.stdout", "w")  # noqa: SIM115
             self._processes.append(subprocess.Popen(daemon, env=self.env, stdout=log, stderr=log))
             time.sleep(1.0)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + deadline_s(60)
         while time.monotonic() < deadline:
             state = subprocess.run(
                 ["sinfo", "-h", "-o", "%T"], env=self.env, capture_output=True, text=True
@@ -105,6 +106,6 @@ class LocalSlurm:
         for process in reversed(self._processes):
             process.terminate()
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=deadline_s(20))
             except subprocess.TimeoutExpired:
                 process.kill()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from qvltrain.train.distributed import free_port
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, deadline_s
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def run_training(
         "WANDB_MODE": "offline",
     }
     result = subprocess.run(
-        [*command, *overrides], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        [*command, *overrides], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=deadline_s(600)
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
@@ -90,7 +90,7 @@ def test_missing_stage_is_a_clear_error() -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=deadline_s(120),
     )
     assert result.returncode != 0
     assert "vit_pretrain, full_pretrain, instruct" in result.stderr

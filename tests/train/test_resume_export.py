@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from qvltrain.train.distributed import free_port
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, deadline_s, read_jsonl
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def launch(
 
 
 def finish(process: subprocess.Popen, expect_ok: bool = True) -> str:
-    output, _ = process.communicate(timeout=600)
+    output, _ = process.communicate(timeout=deadline_s(600))
     if expect_ok:
         assert process.returncode == 0, output[-5000:]
     return output
@@ -59,22 +59,28 @@ def finish(process: subprocess.Popen, expect_ok: bool = True) -> str:
 
 def per_step(run_dir: Path) -> dict[int, dict]:
     """The last record of each step (a resumed run repeats the steps after its checkpoint)."""
-    records: dict[int, dict] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        records[record["step"]] = record
-    return records
+    return {record["step"]: record for record in read_jsonl(run_dir / "metrics.jsonl")}
 
 
-def rank_pids(launcher: subprocess.Popen) -> list[int]:
-    """The training ranks the DeepSpeed launcher started (its own session: process group = its pid)."""
-    listing = subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
-    rows = [line.split(None, 2) for line in listing.splitlines()[1:]]
-    return [
-        int(pid)
-        for pid, pgid, args in rows
-        if pgid == str(launcher.pid) and "launch/train.py" in args and "--local_rank" in args
-    ]
+def is_descendant(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is on pid's parent chain (read from /proc, no command-line matching)."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after "(comm)" state is the ppid
+    return False
+
+
+def rank_pids(launcher: subprocess.Popen, run_dir: Path, world_size: int = 2) -> list[int]:
+    """The pids the ranks published in RUN/ranks/ (checked to be this launcher's descendants)."""
+    records = [json.loads((run_dir / "ranks" / f"rank_{rank}.json").read_text()) for rank in range(world_size)]
+    pids = [record["pid"] for record in records]
+    assert all(is_descendant(pid, launcher.pid) for pid in pids), (pids, launcher.pid)
+    return pids
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +104,11 @@ def test_kill_minus_nine_mid_run_then_resume_is_exact(
     run_dir = tmp_path / "run"
     args = ["train.max_steps=8", "train.checkpoint.every_steps=2"]
     process = launch(run_dir, synthetic_shards, "full_pretrain", args)
-    deadline = time.monotonic() + 300
-    while not (run_dir / "metrics.jsonl").exists() or len(per_step(run_dir)) < 3:
+    deadline = time.monotonic() + deadline_s(300)
+    while len(per_step(run_dir)) < 3:
         assert process.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
         time.sleep(0.05)
-    os.kill(rank_pids(process)[-1], signal.SIGKILL)  # one rank dies mid-run; the launcher kills the rest
+    os.kill(rank_pids(process, run_dir)[-1], signal.SIGKILL)  # one rank dies mid-run; the launcher kills the rest
     finish(process, expect_ok=False)
     assert process.returncode != 0
     killed_at = max(per_step(run_dir))

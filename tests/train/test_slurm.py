@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, deadline_s, read_jsonl
 from tests.train.slurm_cluster import LocalSlurm, ensure_slurm_installed
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
@@ -51,14 +50,14 @@ def sbatch(slurm: LocalSlurm, tmp_path: Path, shards: Path, overrides: list[str]
         ],
         cwd=REPO_ROOT,
         env={"QVL_PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-        timeout=60,
+        timeout=deadline_s(60),
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().split(";")[0]
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + deadline_s(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return
@@ -67,24 +66,27 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def job_state(slurm: LocalSlurm, job_id: str) -> str:
-    return slurm.run(["scontrol", "show", "job", job_id], timeout=30).stdout
+    return slurm.run(["scontrol", "show", "job", job_id], timeout=deadline_s(30)).stdout
+
+
+def job_ended(state: str) -> bool:
+    ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
+    return any(f"JobState={name}" in state for name in ended)
 
 
 def metrics(run_dir: Path) -> dict[int, dict]:
-    path = run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return {record["step"]: record for record in records}
+    return {record["step"]: record for record in read_jsonl(run_dir / "metrics.jsonl")}
+
+
+def job_log(tmp_path: Path) -> str:
+    """The job's output so far ("" before SLURM created the file)."""
+    path = tmp_path / "job.out"
+    return path.read_text() if path.exists() else ""
 
 
 def test_two_task_job_trains(slurm: LocalSlurm, tmp_path: Path, synthetic_shards: Path) -> None:
     job_id = sbatch(slurm, tmp_path, synthetic_shards, ["train.max_steps=3"])
-    wait_for(
-        lambda: (
-            "JobState=COMPLETED" in job_state(slurm, job_id) or "JobState=FAILED" in job_state(slurm, job_id)
-        ),
-        300,
-        "job end",
-    )
+    wait_for(lambda: job_ended(job_state(slurm, job_id)), 300, "job end")
     log = (tmp_path / "job.out").read_text()
     assert "JobState=COMPLETED" in job_state(slurm, job_id), log[-3000:]
     assert "2 ranks" in log
@@ -97,10 +99,10 @@ def test_signal_checkpoints_requeues_and_resumes(
     run_dir = tmp_path / "run"
     job_id = sbatch(slurm, tmp_path, synthetic_shards, ["train.max_steps=400"])
     wait_for(lambda: len(metrics(run_dir)) >= 3, 300, "the first steps")
-    assert slurm.run(["scancel", "--signal=USR1", job_id], timeout=30).returncode == 0
-    wait_for(lambda: "requeueing" in (tmp_path / "job.out").read_text(), 120, "the checkpoint on signal")
+    assert slurm.run(["scancel", "--signal=USR1", job_id], timeout=deadline_s(30)).returncode == 0
+    wait_for(lambda: "requeueing" in job_log(tmp_path), 120, "the checkpoint on signal")
     # SLURM starts the requeued job once the old credential expired (cred_expire, 10 s in this cluster).
-    wait_for(lambda: "resumed from" in (tmp_path / "job.out").read_text(), 300, "the requeued job to resume")
+    wait_for(lambda: "resumed from" in job_log(tmp_path), 300, "the requeued job to resume")
     log = (tmp_path / "job.out").read_text()
     assert "checkpoint saved on signal: requeueing" in log
-    assert slurm.run(["scancel", job_id], timeout=30).returncode == 0
+    assert slurm.run(["scancel", job_id], timeout=deadline_s(30)).returncode == 0

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import deadline_s
+
 
 def test_quick_benchmark_writes_a_report(tmp_path: Path) -> None:
     out = tmp_path / "vision.json"
@@ -15,7 +17,7 @@ def test_quick_benchmark_writes_a_report(tmp_path: Path) -> None:
         [sys.executable, "-m", "qvltrain.bench.vision", "--quick", "--out", str(out)],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=deadline_s(120),
         cwd=Path(__file__).resolve().parents[2],
     )
     report = json.loads(out.read_text())

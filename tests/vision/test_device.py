@@ -96,8 +96,10 @@ def test_empty_batch_collates_to_empty_tensors() -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_equals_cpu() -> None:
+def test_cuda_equals_cpu(gpu_device) -> None:
     pixels, grid_thw, temporal_repeat = collate_patches(MIXED)
     on_cpu = to_pixel_values(pixels, grid_thw, temporal_repeat)
-    on_gpu = to_pixel_values([p.cuda() for p in pixels], grid_thw.cuda(), temporal_repeat.cuda())
+    on_gpu = to_pixel_values(
+        [p.to(gpu_device) for p in pixels], grid_thw.to(gpu_device), temporal_repeat.to(gpu_device)
+    )
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-6)

@@ -24,6 +24,7 @@ from qvltrain.vision.layout import CLIP_MEAN, CLIP_STD
 from qvltrain.vision.sampling import fps_from_timestamps, num_sampled_frames, sample_frame_indices
 from qvltrain.vision.video_decode import DecordVideo, call_with_timeout
 from tests.vision.media import encode, smooth_pixels, write_video
+from tests.conftest import deadline_s
 
 SMALL = VideoBudget(total_pixels=64 * 784, min_pixels=4 * 784, max_pixels=16 * 784)
 
@@ -141,8 +142,8 @@ def test_timeout_turns_a_hang_into_a_skip() -> None:
     started = time.monotonic()
     with pytest.raises(VisualInputError) as caught:
         call_with_timeout(hang, 0.2, "stuck")
-    assert caught.value.reason == "decode_timeout" and time.monotonic() - started < 5
-    assert call_with_timeout(lambda: 7, 5.0, "quick") == 7
+    assert caught.value.reason == "decode_timeout" and time.monotonic() - started < deadline_s(5)
+    assert call_with_timeout(lambda: 7, deadline_s(5.0), "quick") == 7
 
 
 def test_video_decode_runs_under_the_timeout(clip: bytes, monkeypatch) -> None:
@@ -158,5 +159,5 @@ def test_video_decode_runs_under_the_timeout(clip: bytes, monkeypatch) -> None:
 
 def test_errors_inside_the_watchdog_reach_the_caller() -> None:
     with pytest.raises(VisualInputError) as caught:
-        video_to_patches(b"", SMALL, "empty", timeout_s=5.0)
+        video_to_patches(b"", SMALL, "empty", timeout_s=deadline_s(5.0))
     assert caught.value.reason == "empty_video"
