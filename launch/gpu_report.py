@@ -32,7 +32,9 @@ def read_tests(path: Path) -> list[dict]:
             if child.tag in ("failure", "error", "skipped"):
                 outcome = "skipped" if child.tag == "skipped" else "failed"
                 detail = (child.get("message") or "").splitlines()[0][:200] if child.get("message") else ""
-        cases.append({"name": f"{case.get('classname', '')}::{case.get('name')}", "outcome": outcome, "detail": detail})
+        cases.append(
+            {"name": f"{case.get('classname', '')}::{case.get('name')}", "outcome": outcome, "detail": detail}
+        )
     return cases
 
 
@@ -91,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bench = json.loads(args.bench.read_text())
     tests = read_tests(args.tests)
-    report = {"dry_run": args.dry_run, "tests": tests, "bench": bench, "targets": targets(bench, args.dry_run)}
+    report = {
+        "dry_run": args.dry_run,
+        "tests": tests,
+        "bench": bench,
+        "targets": targets(bench, args.dry_run),
+    }
     report["tests_passed"] = sum(case["outcome"] == "passed" for case in tests)
     report["tests_failed"] = sum(case["outcome"] == "failed" for case in tests)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,18 @@ def fetch(spec: str, out: Path, python_version: str) -> bool:
         built = subprocess.run(
             # No build isolation: deepspeed's setup imports torch, and an isolated build would fetch a
             # multi-GB CUDA torch for it; this venv's torch builds the same pure-Python wheel.
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", build, spec],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                build,
+                spec,
+            ],
             capture_output=True,
             text=True,
         )
@@ -155,7 +166,9 @@ def download(out: Path, python_version: str) -> list[str]:
             + [arg for platform in PLATFORMS for arg in ("--platform", platform)],
             capture_output=True,
         ).returncode == 0  # fmt: skip
-        print(f"  {spec}: {'prebuilt wheel found' if ok else 'no prebuilt wheel on the index (torch varlen is used)'}")
+        print(
+            f"  {spec}: {'prebuilt wheel found' if ok else 'no prebuilt wheel on the index (torch varlen is used)'}"
+        )
     return missing
 
 
@@ -168,7 +181,9 @@ def check(out: Path, python_version: str) -> list[str]:
     for wheel in wheels:
         for requirement in requirements(wheel, python_version):
             if requirement not in names and requirement not in ON_THE_MACHINE:
-                problems.append(f"{wheel.name} needs {requirement}, which is neither in {out} nor on the machine")
+                problems.append(
+                    f"{wheel.name} needs {requirement}, which is neither in {out} nor on the machine"
+                )
     return problems
 
 

@@ -48,7 +48,9 @@ def fake_wheel(folder: Path, name: str, version: str, requires: list[str]) -> No
     metadata = "".join(f"Requires-Dist: {line}\n" for line in requires)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{name}-{version}.dist-info/METADATA", f"Name: {name}\nVersion: {version}\n{metadata}")
+        archive.writestr(
+            f"{name}-{version}.dist-info/METADATA", f"Name: {name}\nVersion: {version}\n{metadata}"
+        )
     (folder / f"{name}-{version}-py3-none-any.whl").write_bytes(buffer.getvalue())
 
 

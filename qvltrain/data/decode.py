@@ -63,10 +63,19 @@ def parse_record(data: bytes | None, key: str, shard: str) -> dict:
 class SampleDecoder:
     """Decodes samples of one dataset under its budgets and template."""
 
-    def __init__(self, dataset: DatasetConfig, template: str, info: TokenizerInfo, max_length: int):
+    def __init__(
+        self,
+        dataset: DatasetConfig,
+        template: str,
+        info: TokenizerInfo,
+        max_length: int,
+        position_rule: str = "paper",
+    ):
         self.dataset = dataset
         self.info = info
-        self.render_config = RenderConfig(template=dataset.template or template, max_length=max_length)
+        self.render_config = RenderConfig(
+            template=dataset.template or template, max_length=max_length, position_rule=position_rule
+        )
 
     def __call__(self, sample: dict) -> DecodedSample:
         """A webdataset-style dict (`__key__`, `__url__`, `json`, media suffixes) -> DecodedSample."""

@@ -1,6 +1,6 @@
 """A rank's micro-batches: its readers (in process, or one per DataLoader worker), interleaved in order.
 
-    batches = build_train_batches(data_config, template, tokenizer, rank, world_size)
+    batches = TrainBatches(data_config, template, tokenizer, rank, world_size, position_rule="paper")
     batch = next(batches)                 # PackedBatch of micro_batch_size * seq_len tokens
     state = batches.state_dict()          # per rank; load_state_dict on a fresh object resumes exactly
 
@@ -60,7 +60,14 @@ class TrainBatches:
     """Iterator of PackedBatch for one rank, with exact state_dict / load_state_dict."""
 
     def __init__(
-        self, config: DataConfig, template: str, tokenizer, rank: int, world_size: int, datasets=None
+        self,
+        config: DataConfig,
+        template: str,
+        tokenizer,
+        rank: int,
+        world_size: int,
+        datasets=None,
+        position_rule: str = "paper",
     ):
         datasets = config.train if datasets is None else datasets
         if not datasets:
@@ -73,7 +80,7 @@ class TrainBatches:
             config=config,
             datasets=list(datasets),
             shards=[dataset_shards(d.name, d.shards, world_size * num_logical) for d in datasets],
-            decoders=[SampleDecoder(d, template, info, config.seq_len) for d in datasets],
+            decoders=[SampleDecoder(d, template, info, config.seq_len, position_rule) for d in datasets],
             pad_id=info.special.pad,
         )
         self._states: list[dict | None] = [None] * num_logical
@@ -152,9 +159,3 @@ class TrainBatches:
             if state is not None:
                 total.update(state["skips"]["counts"])
         return total
-
-
-def build_train_batches(
-    config: DataConfig, template: str, tokenizer, rank: int, world_size: int
-) -> TrainBatches:
-    return TrainBatches(config, template, tokenizer, rank, world_size)

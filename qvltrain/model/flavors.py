@@ -1,6 +1,6 @@
 """Model flavors (tiny / 2B / 7B) and how to build a transformers Qwen2-VL from one.
 
-The numbers of the real flavors are the Qwen2-VL release's (see QWEN2VL_FACTS.md); the tiny
+The numbers of the real flavors are the Qwen2-VL releases' config.json values; the tiny
 flavor keeps every structural feature (M-RoPE sections, GQA, 2x2 merger, Conv3d patch embed) at
 dimensions that train on a laptop CPU in well under a second per step.
 """
@@ -8,6 +8,8 @@ dimensions that train on a laptop CPU in well under a second per step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from qvltrain.model.rope import POSITION_RULES
 
 FLAVORS = ("tiny", "qwen2vl_2b", "qwen2vl_7b")
 
@@ -26,6 +28,10 @@ class ModelConfig:
     """Attention kernel for unpacked batches: sdpa or eager (packed batches use qvltrain's own)."""
     vocab_size: int | None = None
     """Embedding rows; None sizes them to the tokenizer (the releases pad: 2B 151936, 7B 152064)."""
+    position_rule: str = "paper"
+    """Where text resumes after an image/video block: "paper" (largest position + 1, as the released
+    weights were trained) or "transformers" (transformers >= 5.3 `get_rope_index`). Recorded in the
+    checkpoint and export as `qvltrain_position_rule`; see docs/formats.md."""
     loss_chunk_tokens: int = 2048
     """LM-head + cross-entropy in chunks over trained positions only (0: plain full logits)."""
     activation_checkpointing: str = "none"
@@ -60,6 +66,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
             raise ValueError(f"model.flavor={self.flavor!r}: expected one of {', '.join(FLAVORS)}")
+        if self.position_rule not in POSITION_RULES:
+            raise ValueError(
+                f"model.position_rule={self.position_rule!r}: expected one of {', '.join(POSITION_RULES)}"
+            )
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(
                 f"model.attn_implementation={self.attn_implementation!r}: expected 'sdpa' or 'eager'"

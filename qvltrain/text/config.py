@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qvltrain.model.rope import POSITION_RULES
 from qvltrain.text.chat_template import DEFAULT_SYSTEM_PROMPT
 from qvltrain.text.grounding import BOX_FORMATTERS
 
@@ -32,6 +33,8 @@ class RenderConfig:
     """Patches merged per side into one LLM token: a visual block has t*h*w / merge**2 pad tokens."""
     box_format: str = "qwen2_vl"
     """Model family whose box coordinate convention is rendered (keys of grounding.BOX_FORMATTERS)."""
+    position_rule: str = "paper"
+    """Where text resumes after a visual block: "paper" (max position + 1) or "transformers" (docs/formats.md)."""
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
@@ -39,6 +42,10 @@ class RenderConfig:
         if self.box_format not in BOX_FORMATTERS:
             raise ValueError(
                 f"RenderConfig.box_format must be one of {tuple(BOX_FORMATTERS)}, got {self.box_format!r}"
+            )
+        if self.position_rule not in POSITION_RULES:
+            raise ValueError(
+                f"RenderConfig.position_rule must be one of {POSITION_RULES}, got {self.position_rule!r}"
             )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"RenderConfig.max_length must be None or a positive int, got {self.max_length}")

@@ -76,6 +76,7 @@ def render_sample(
                 if kind == "video"
             ],
             config.spatial_merge_size,
+            config.position_rule,
         ),
         visual_kinds=tuple(content.visual_kinds),
         visual_grids=visual_grids_used,

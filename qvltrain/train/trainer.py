@@ -93,13 +93,18 @@ class Trainer:
         barrier()
         publish_rank(self.run_dir, self.rank, self.local_rank, self.world_size)
 
-        from qvltrain.data.loader import build_train_batches
+        from qvltrain.data.loader import TrainBatches
         from qvltrain.text.tokenizer import load_tokenizer
 
         self.tokenizer = load_tokenizer(config.model.tokenizer)
         self.engine, trainable_numel = build_engine(config, self.tokenizer, self.world_size, self.on_gpu)
-        self.batches: Iterator[Batch] = build_train_batches(
-            config.data, config.stage.template, self.tokenizer, rank=self.rank, world_size=self.world_size
+        self.batches: Iterator[Batch] = TrainBatches(
+            config.data,
+            config.stage.template,
+            self.tokenizer,
+            rank=self.rank,
+            world_size=self.world_size,
+            position_rule=config.model.position_rule,
         )
         self.logger = MetricsLogger(
             config.logger, self.run_dir, config.stage.name, resolved_config, enabled=self.rank == 0
@@ -281,6 +286,7 @@ class Trainer:
             self.rank,
             self.world_size,
             datasets=data.validation,
+            position_rule=self.config.model.position_rule,
         )
 
     def validate(self) -> dict[str, float]:

@@ -105,8 +105,16 @@ def test_bf16_packed_logits_equal_transformers_unpacked(kernel, gpu_device, samp
             exact = unpacked_logits(reference32, sample, gpu_device, torch.float32)
             theirs = unpacked_logits(reference16, sample, gpu_device, torch.bfloat16)
             ref_error = max_error(theirs, exact)
-            assert max_error(ours, exact) <= 2 * ref_error + 1e-3, (sample.key, max_error(ours, exact), ref_error)
-            assert max_error(ours, theirs) <= 3 * ref_error + 1e-3, (sample.key, max_error(ours, theirs), ref_error)
+            assert max_error(ours, exact) <= 2 * ref_error + 1e-3, (
+                sample.key,
+                max_error(ours, exact),
+                ref_error,
+            )
+            assert max_error(ours, theirs) <= 3 * ref_error + 1e-3, (
+                sample.key,
+                max_error(ours, theirs),
+                ref_error,
+            )
             start += length
     if gpu_device.type == "cuda":
         assert used and all(used), f"the {kernel} kernel did not run for every packed attention call"
@@ -128,6 +136,7 @@ def test_chunked_loss_equals_plain_on_the_device(dtype, gpu_device) -> None:
     if dtype == torch.float32:
         close = lambda a, b: torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # noqa: E731
     else:  # bf16 sums in another order: compare as a whole, relative to the tensor's norm
+
         def close(a, b):
             a, b = a.float(), b.float()
             assert float((a - b).norm() / b.norm().clamp_min(1e-12)) < 1e-2

@@ -1,4 +1,5 @@
-"""M-RoPE positions equal transformers' `Qwen2VLModel.get_rope_index` on the same token types and grids."""
+"""M-RoPE positions: the paper's rule against an independent implementation of it, transformers' rule
+against transformers' own `Qwen2VLModel.get_rope_index` on the same token types and grids."""
 
 import random
 from types import SimpleNamespace
@@ -30,6 +31,39 @@ class RopeIndexOracle:
         return positions[:, 0]  # [3, L]
 
 
+def paper_rule_positions(token_types, image_grids, video_grids, merge: int = MERGE) -> list[list[int]]:
+    """The Qwen2-VL paper's rule written from its text, token by token, in plain Python.
+
+    Section 2.1: text tokens share one id on all three rows; a visual block's tokens take
+    (start + frame, start + row, start + column); "position numbering for each modality is
+    initialized by incrementing the maximum position ID of the preceding modality by one".
+    """
+    grids = {1: iter(image_grids or []), 2: iter(video_grids or [])}
+    types = [int(x) for x in token_types]
+    rows: list[list[int]] = [[], [], []]
+    largest = -1  # the largest id given so far, over all three rows
+    i = 0
+    while i < len(types):
+        if types[i] == 0:
+            for row in rows:
+                row.append(largest + 1)
+            largest += 1
+            i += 1
+            continue
+        t, h, w = next(grids[types[i]])
+        h, w = h // merge, w // merge
+        start = largest + 1
+        for frame in range(t):
+            for y in range(h):
+                for x in range(w):
+                    rows[0].append(start + frame)
+                    rows[1].append(start + y)
+                    rows[2].append(start + x)
+        largest = max(rows[0][-1], rows[1][-1], rows[2][-1])
+        i += t * h * w
+    return rows
+
+
 def random_sequence(rng: random.Random, max_blocks: int = 5):
     """Token types with text runs and visual blocks in random order (blocks always separated by text)."""
     types: list[int] = []
@@ -45,7 +79,7 @@ def random_sequence(rng: random.Random, max_blocks: int = 5):
     return torch.tensor(types, dtype=torch.long), image_grids, video_grids
 
 
-def test_matches_get_rope_index_on_random_sequences():
+def test_transformers_rule_matches_get_rope_index_on_random_sequences():
     rng = random.Random(1234)
     oracle = RopeIndexOracle()
     for _ in range(300):
@@ -53,7 +87,61 @@ def test_matches_get_rope_index_on_random_sequences():
         if token_types.numel() == 0:
             continue
         expected = oracle(token_types, image_grids, video_grids)
-        torch.testing.assert_close(mrope_positions(token_types, image_grids, video_grids, MERGE), expected)
+        ours = mrope_positions(token_types, image_grids, video_grids, MERGE, "transformers")
+        torch.testing.assert_close(ours, expected)
+
+
+def test_paper_rule_matches_independent_implementation_on_random_sequences():
+    rng = random.Random(4321)
+    num_differing = 0  # sequences where the two rules disagree: the test must exercise the difference
+    for _ in range(300):
+        token_types, image_grids, video_grids = random_sequence(rng)
+        expected = paper_rule_positions(token_types, image_grids, video_grids)
+        ours = mrope_positions(token_types, image_grids, video_grids, MERGE)
+        assert ours.tolist() == expected, (token_types.tolist(), image_grids, video_grids)
+        other = mrope_positions(token_types, image_grids, video_grids, MERGE, "transformers")
+        num_differing += not torch.equal(ours, other)
+    assert num_differing > 50
+
+
+@pytest.mark.parametrize(
+    ("grid", "paper_next", "transformers_next"),
+    [
+        ((24, 24, 40), 2 + 24, 2 + 20),  # 24 tubes at 12x20 merged: T > max(h', w'), the rules differ
+        ((6, 4, 12), 2 + 6, 2 + 6),  # T == max(h', w'): both rules resume at the same position
+        ((2, 8, 4), 2 + 4, 2 + 4),  # T < max(h', w')
+    ],
+)
+def test_text_after_a_video_block(grid, paper_next, transformers_next):
+    t, h, w = grid
+    token_types = torch.tensor([0, 0] + [2] * (t * h * w // MERGE**2) + [0, 0])
+    paper = mrope_positions(token_types, None, [grid])
+    transformers_rule = mrope_positions(token_types, None, [grid], MERGE, "transformers")
+    assert paper[:, -2].tolist() == [paper_next] * 3
+    assert paper[:, -1].tolist() == [paper_next + 1] * 3
+    assert transformers_rule[:, -2].tolist() == [transformers_next] * 3
+    torch.testing.assert_close(transformers_rule, RopeIndexOracle()(token_types, None, [grid]))
+    # The visual block itself is the same under both rules; only what follows moves.
+    assert torch.equal(paper[:, :-2], transformers_rule[:, :-2])
+
+
+def test_images_and_mixed_blocks_under_both_rules():
+    # image (1, 4, 6) -> 2x3 merged, then a video of 5 tubes at 1x2 merged, then an image again.
+    image, video = (1, 4, 6), (5, 2, 4)
+    token_types = torch.tensor([0] * 2 + [1] * 6 + [0] + [2] * 10 + [0] + [1] * 6 + [0])
+    paper = mrope_positions(token_types, [image, image], [video])
+    assert paper.tolist() == paper_rule_positions(token_types, [image, image], [video])
+    # after the first image both rules give 2 + 3 = 5; after the video: paper 6 + 5, transformers 6 + 2
+    assert paper[:, 8].tolist() == [5] * 3
+    assert paper[:, 19].tolist() == [11] * 3
+    transformers_rule = mrope_positions(token_types, [image, image], [video], MERGE, "transformers")
+    assert transformers_rule[:, 19].tolist() == [8] * 3
+    torch.testing.assert_close(transformers_rule, RopeIndexOracle()(token_types, [image, image], [video]))
+
+
+def test_unknown_rule_is_an_error():
+    with pytest.raises(ValueError, match="position_rule='vllm'"):
+        mrope_positions(torch.tensor([0, 0]), None, None, MERGE, "vllm")
 
 
 def test_known_image_block_positions():

@@ -14,7 +14,7 @@ from qvltrain.text.config import RenderConfig
 from qvltrain.text.render import render_sample
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 
-from ..model.test_rope import RopeIndexOracle
+from ..model.test_rope import RopeIndexOracle, paper_rule_positions
 from .conversations import KINDS, ConversationGenerator, oracle_messages, oracle_plain_text
 from .oracle import build_oracle, oracle_encode, release_tokenizer_dir, visual_grids_in_order
 
@@ -36,8 +36,17 @@ def check_chatml_parity(tokenizer, seed: int, num_per_kind: int) -> int:
             )
             expected = oracle_encode(processor, text, conversation)
             grids = visual_grids_in_order(conversation, expected["image_grids"], expected["video_grids"])
-            config = RenderConfig(template="chatml", add_vision_ids=add_vision_ids)
+            config = RenderConfig(
+                template="chatml", add_vision_ids=add_vision_ids, position_rule="transformers"
+            )
             sample = render_sample(conversation.messages, grids, conversation.image_sizes, info, config)
+            paper = render_sample(
+                conversation.messages,
+                grids,
+                conversation.image_sizes,
+                info,
+                RenderConfig(template="chatml", add_vision_ids=add_vision_ids),
+            )
 
             context = f"{kind} #{index}: {text!r}"
             assert sample.input_ids.tolist() == expected["input_ids"], context
@@ -51,6 +60,12 @@ def check_chatml_parity(tokenizer, seed: int, num_per_kind: int) -> int:
             )
             assert torch.equal(sample.position_ids[1:], oracle_positions[:, 0]), context
             assert sample.position_ids[0].tolist() == list(range(len(sample))), context
+            # The default (paper) rule changes positions only, never ids, types or labels.
+            assert torch.equal(paper.input_ids, sample.input_ids), context
+            assert torch.equal(paper.labels, sample.labels), context
+            assert paper.position_ids[1:].tolist() == paper_rule_positions(
+                sample.mm_token_type_ids, expected["image_grids"], expected["video_grids"]
+            ), context
             num_checked += 1
     return num_checked
 

@@ -33,7 +33,12 @@ def run_training(
         "WANDB_MODE": "offline",
     }
     result = subprocess.run(
-        [*command, *overrides], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=deadline_s(600)
+        [*command, *overrides],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=deadline_s(600),
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result

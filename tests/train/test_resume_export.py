@@ -77,7 +77,9 @@ def is_descendant(pid: int, ancestor: int) -> bool:
 
 def rank_pids(launcher: subprocess.Popen, run_dir: Path, world_size: int = 2) -> list[int]:
     """The pids the ranks published in RUN/ranks/ (checked to be this launcher's descendants)."""
-    records = [json.loads((run_dir / "ranks" / f"rank_{rank}.json").read_text()) for rank in range(world_size)]
+    records = [
+        json.loads((run_dir / "ranks" / f"rank_{rank}.json").read_text()) for rank in range(world_size)
+    ]
     pids = [record["pid"] for record in records]
     assert all(is_descendant(pid, launcher.pid) for pid in pids), (pids, launcher.pid)
     return pids
@@ -108,7 +110,9 @@ def test_kill_minus_nine_mid_run_then_resume_is_exact(
     while len(per_step(run_dir)) < 3:
         assert process.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
         time.sleep(0.05)
-    os.kill(rank_pids(process, run_dir)[-1], signal.SIGKILL)  # one rank dies mid-run; the launcher kills the rest
+    os.kill(
+        rank_pids(process, run_dir)[-1], signal.SIGKILL
+    )  # one rank dies mid-run; the launcher kills the rest
     finish(process, expect_ok=False)
     assert process.returncode != 0
     killed_at = max(per_step(run_dir))
@@ -217,6 +221,8 @@ def test_export_loads_in_transformers_and_matches_the_engine(tmp_path: Path, syn
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # The rule the positions were trained with travels in the export (model.position_rule, default paper).
+    assert json.loads((export_dir / "config.json").read_text())["qvltrain_position_rule"] == "paper"
 
     model = Qwen2VLForConditionalGeneration.from_pretrained(export_dir, local_files_only=True).eval()
     tokenizer = load_tokenizer(str(export_dir))

@@ -23,8 +23,8 @@ from qvltrain.vision import video as video_module
 from qvltrain.vision.layout import CLIP_MEAN, CLIP_STD
 from qvltrain.vision.sampling import fps_from_timestamps, num_sampled_frames, sample_frame_indices
 from qvltrain.vision.video_decode import DecordVideo, call_with_timeout
-from tests.vision.media import encode, smooth_pixels, write_video
 from tests.conftest import deadline_s
+from tests.vision.media import encode, smooth_pixels, write_video
 
 SMALL = VideoBudget(total_pixels=64 * 784, min_pixels=4 * 784, max_pixels=16 * 784)
 
