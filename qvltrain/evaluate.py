@@ -7,6 +7,8 @@ Each shard sample is rendered with the chatml template exactly as in training; t
 everything before the last trained (assistant) span, the reference is that span. `caption` scores
 exact matches of the generated answer; `grounding` scores boxes with IoU >= 0.5 against the
 reference box (Qwen2-VL's [0, 1000) coordinates, parsed from `<|box_start|>(x1,y1),(x2,y2)<|box_end|>`).
+Positions, in the prompt and for every generated token, follow the rule the model was trained with
+(`qvltrain_position_rule` in its config.json; model/generation.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from transformers import Qwen2VLForConditionalGeneration
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder
 from qvltrain.data.shards import expand_shards
+from qvltrain.model.build import recorded_position_rule
+from qvltrain.model.generation import use_position_rule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from qvltrain.vision.device import collate_patches, to_pixel_values
@@ -86,11 +90,19 @@ def generate(model, prompted: Prompted, tokenizer, max_new_tokens: int) -> str:
     return clean_answer(tokenizer.decode(output[0, length:], skip_special_tokens=False))
 
 
-def read_prompts(shards: str, tokenizer, budget: ImageBudget, video_budget: VideoBudget, limit: int):
+def read_prompts(
+    shards: str,
+    tokenizer,
+    budget: ImageBudget,
+    video_budget: VideoBudget,
+    limit: int,
+    position_rule: str = "paper",
+):
     dataset = DatasetConfig(
         name="eval", shards=shards, image_budget=budget, video_budget=video_budget, template="chatml"
     )
-    decoder = SampleDecoder(dataset, "chatml", TokenizerInfo.from_tokenizer(tokenizer), max_length=1 << 20)
+    info = TokenizerInfo.from_tokenizer(tokenizer)
+    decoder = SampleDecoder(dataset, "chatml", info, max_length=1 << 20, position_rule=position_rule)
     prompts = []
     for raw in wds.WebDataset(expand_shards(shards), shardshuffle=False, empty_check=False):
         try:
@@ -107,7 +119,9 @@ def evaluate_task(
 ) -> dict:
     tokenizer = load_tokenizer(model_dir)
     model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, local_files_only=True).eval()
-    prompts = read_prompts(shards, tokenizer, budget, video_budget, limit)
+    position_rule = recorded_position_rule(model.config)  # generate with the positions it was trained with
+    use_position_rule(model, position_rule)
+    prompts = read_prompts(shards, tokenizer, budget, video_budget, limit, position_rule)
     if not prompts:
         raise ValueError(f"no usable samples in {shards}")
     hits = 0
