@@ -26,7 +26,7 @@ class RenderConfig:
     trained_roles: tuple[str, ...] = ("assistant",)
     """chatml: roles whose content and closing `<|im_end|>\\n` are trained."""
     plain_end_of_text: bool = True
-    """plain: append `<|endoftext|>` (never trained) so packed documents are separated."""
+    """plain: append `<|endoftext|>` to close the document, trained when any of its text is (text/plain.py)."""
     max_length: int | None = None
     """Longest sample in tokens (usually the pack length); longer ones are cut at a turn boundary."""
     spatial_merge_size: int = 2

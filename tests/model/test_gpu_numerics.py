@@ -51,10 +51,11 @@ def samples():
 
 
 def unpacked_logits(model, sample, device, dtype) -> torch.Tensor:
-    """transformers' forward of one sample alone: [L, V] in fp32."""
+    """transformers' forward of one sample alone at the sample's (paper-rule) positions: [L, V] in fp32."""
     inputs = {
         "input_ids": sample.input_ids[None].to(device),
         "mm_token_type_ids": sample.mm_token_type_ids[None].to(device),
+        "position_ids": sample.position_ids[1:, None].to(device),  # [3, 1, L]
     }
     for repeat, pixels_key, grid_key in (
         (2, "pixel_values", "image_grid_thw"),

@@ -2,6 +2,8 @@
 
 Packs mix text-only, image, multi-image, MP4 video and pre-extracted-frame samples; the reference
 is transformers' own forward (sdpa, one sample, its processor-style inputs) on the same weights.
+Under the transformers position rule transformers also computes the positions itself; under the
+paper rule (the default) it is given the sample's positions, since its own rule differs after videos.
 """
 
 from __future__ import annotations
@@ -33,19 +35,24 @@ def setup():
     reference = Qwen2VLForConditionalGeneration(config).eval()
     module = VisionLanguageTrainModule(copy.deepcopy(reference)).eval()
     info = TokenizerInfo.from_tokenizer(tokenizer)
-    decoder = SampleDecoder(dataset("mixed", "unused"), "chatml", info, max_length=4096)
-    rng = random.Random(3)
-    samples = []
-    for index, kind in enumerate(KINDS * 2):
-        messages, media, sizes = make_sample(kind, rng, index)
-        record = {"task": "chat", "messages": messages, "meta": {"image_sizes": sizes}}
-        samples.append(decoder({"__key__": f"{kind}{index}", "json": json.dumps(record).encode(), **media}))
+    samples = {}
+    for rule in ("paper", "transformers"):
+        decoder = SampleDecoder(dataset("mixed", "unused"), "chatml", info, 4096, position_rule=rule)
+        rng = random.Random(3)
+        samples[rule] = []
+        for index, kind in enumerate(KINDS * 2):
+            messages, media, sizes = make_sample(kind, rng, index)
+            record = {"task": "chat", "messages": messages, "meta": {"image_sizes": sizes}}
+            raw = {"__key__": f"{kind}{index}", "json": json.dumps(record).encode(), **media}
+            samples[rule].append(decoder(raw))
     return reference, module, samples, info.special.pad
 
 
-def reference_logits(model, sample) -> torch.Tensor:
-    """transformers' forward of one sample alone: [L, V]."""
+def reference_logits(model, sample, given_positions: bool = False) -> torch.Tensor:
+    """transformers' forward of one sample alone: [L, V]; with `given_positions` at the sample's positions."""
     inputs = {"input_ids": sample.input_ids[None], "mm_token_type_ids": sample.mm_token_type_ids[None]}
+    if given_positions:
+        inputs["position_ids"] = sample.position_ids[1:, None]  # [3, 1, L]
     for repeat, pixels_key, grid_key in (
         (2, "pixel_values", "image_grid_thw"),  # images store one frame (temporal_repeat 2)
         (1, "pixel_values_videos", "video_grid_thw"),
@@ -58,9 +65,12 @@ def reference_logits(model, sample) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("order", ["kinds", "shuffled"])
-def test_packed_logits_equal_unpacked(setup, order: str) -> None:
+@pytest.mark.parametrize("rule", ["paper", "transformers"])
+def test_packed_logits_equal_unpacked(setup, order: str, rule: str) -> None:
     reference, module, samples, pad_id = setup
-    chosen = list(samples)
+    paired = zip(samples["paper"], samples["transformers"], strict=True)
+    assert any(not torch.equal(a.position_ids, b.position_ids) for a, b in paired)  # a video where rules differ
+    chosen = list(samples[rule])
     if order == "shuffled":
         random.Random(1).shuffle(chosen)
     half = len(chosen) // 2
@@ -81,7 +91,7 @@ def test_packed_logits_equal_unpacked(setup, order: str) -> None:
                 offset += len(sample.input_ids)
         assert set(starts) < set(batch.cu_seqlens.tolist())
         for sample, start in zip(chosen, starts, strict=True):
-            alone = reference_logits(reference, sample)
+            alone = reference_logits(reference, sample, given_positions=rule == "paper")
             torch.testing.assert_close(
                 packed[start : start + len(sample.input_ids)], alone, rtol=1e-4, atol=1e-5
             )
@@ -89,7 +99,7 @@ def test_packed_logits_equal_unpacked(setup, order: str) -> None:
 
 def test_vision_tower_packed_equals_each_item_alone(setup) -> None:
     reference, module, samples, _ = setup
-    items = [p for s in samples for p in s.patches]
+    items = [p for s in samples["paper"] for p in s.patches]
     rows, grid, repeats = collate_patches(items)
     with torch.no_grad():
         packed = module.model.model.visual(to_pixel_values(rows, grid, repeats), grid_thw=grid).pooler_output
@@ -128,7 +138,7 @@ def test_attention_function_segments_and_gqa() -> None:
 def test_unpacked_calls_fall_back_to_sdpa(setup) -> None:
     """With the packed implementation switched on, a plain forward still equals transformers' sdpa."""
     reference, module, samples, _ = setup
-    sample = samples[1]
+    sample = samples["transformers"][1]
     with torch.no_grad():
         torch.testing.assert_close(
             reference_logits(module.model, sample), reference_logits(reference, sample)

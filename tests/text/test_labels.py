@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from qvltrain.text.config import RenderConfig
+from qvltrain.text.errors import SkipSample
 from qvltrain.text.render import render_sample
 from qvltrain.text.sample import IGNORE_INDEX
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
@@ -73,7 +75,7 @@ def test_chatml_trained_roles_are_configurable(tokenizer, info):
 
 
 @pytest.mark.parametrize("train_first_text", [True, False])
-def test_plain_trains_text_never_vision_or_special_tokens(tokenizer, info, train_first_text):
+def test_plain_trains_text_and_grounding_tokens_never_vision(tokenizer, info, train_first_text):
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "Question: where is the digit?"}]},
         {"role": "assistant", "content": [
@@ -89,10 +91,24 @@ def test_plain_trains_text_never_vision_or_special_tokens(tokenizer, info, train
     # The first token is never trained (nothing predicts it), so the prompt loses its first token.
     first_token = tokenizer.decode(sample.input_ids[:1])
     expected = ["Question: where is the digit?".removeprefix(first_token)] if train_first_text else []
-    expected += ["It is ", "the digit", "(0,0),(500,999)", " on the left."]
+    # Grounding delimiters are trained like the text they enclose (a pre-trained model learns to emit
+    # boxes), and so is the closing <|endoftext|> (it learns where a document ends).
+    expected += [
+        "It is <|object_ref_start|>the digit<|object_ref_end|><|box_start|>(0,0),(500,999)<|box_end|>"
+        " on the left.<|endoftext|>"
+    ]
     assert trained_spans(tokenizer, sample) == expected
     assert sample.input_ids[-1].item() == info.special.endoftext
-    assert (sample.labels[sample.mm_token_type_ids != 0] == IGNORE_INDEX).all()
+    visual = torch.isin(sample.input_ids, torch.tensor([info.special.vision_start, info.special.vision_end]))
+    assert (sample.labels[(sample.mm_token_type_ids != 0) | visual] == IGNORE_INDEX).all()
+
+
+def test_plain_document_without_trained_text_is_not_made_trainable_by_its_end(info):
+    """The closing <|endoftext|> is trained only after trained text: a prompt-only document stays a skip."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Only a prompt."}, {"type": "image"}]}]
+    config = RenderConfig(template="plain", train_first_text=False)
+    with pytest.raises(SkipSample, match="no_trained_tokens"):
+        render_sample(messages, [GRID], [(100, 100)], info, config)
 
 
 def test_plain_trains_the_text_of_generated_samples(tokenizer, info):
@@ -107,17 +123,16 @@ def test_plain_trains_the_text_of_generated_samples(tokenizer, info):
             trained = sample.labels != IGNORE_INDEX
             # Token 0 is never trained (nothing predicts it); count it back when it is text.
             trained[0] = sample.input_ids[0].item() not in info.special.all_ids()
-            decoded = tokenizer.decode(sample.input_ids[trained])
+            assert trained[-1] and sample.input_ids[-1].item() == info.special.endoftext, f"{kind} #{index}"
+            decoded = tokenizer.decode(sample.input_ids[trained][:-1])
             texts = []
             for message in oracle_messages(conversation):
                 content = message["content"]
                 for item in [{"type": "text", "text": content}] if isinstance(content, str) else content:
                     if item["type"] == "text":
                         texts.append(item["text"])
-            special_free = "".join(texts)
-            for token in ("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"):
-                special_free = special_free.replace(token, "")
-            assert decoded == special_free, f"{kind} #{index}"
+            # every word of the document, with its grounding delimiters, is trained
+            assert decoded == "".join(texts), f"{kind} #{index}"
 
 
 def test_prompt_answer_boundary_inside_one_token_is_trained(tokenizer, info):
@@ -127,4 +142,4 @@ def test_prompt_answer_boundary_inside_one_token_is_trained(tokenizer, info):
         {"role": "assistant", "content": [{"type": "text", "text": "A seven."}]},
     ]
     sample = render_sample(messages, [], [], info, RenderConfig(template="plain", train_first_text=False))
-    assert "".join(trained_spans(tokenizer, sample)).strip() == "A seven."
+    assert "".join(trained_spans(tokenizer, sample)).strip() == "A seven.<|endoftext|>"
