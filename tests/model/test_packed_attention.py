@@ -69,7 +69,9 @@ def reference_logits(model, sample, given_positions: bool = False) -> torch.Tens
 def test_packed_logits_equal_unpacked(setup, order: str, rule: str) -> None:
     reference, module, samples, pad_id = setup
     paired = zip(samples["paper"], samples["transformers"], strict=True)
-    assert any(not torch.equal(a.position_ids, b.position_ids) for a, b in paired)  # a video where rules differ
+    assert any(
+        not torch.equal(a.position_ids, b.position_ids) for a, b in paired
+    )  # a video where rules differ
     chosen = list(samples[rule])
     if order == "shuffled":
         random.Random(1).shuffle(chosen)
