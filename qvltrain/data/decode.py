@@ -14,7 +14,7 @@ from qvltrain.text.errors import SkipSample
 from qvltrain.text.render import render_sample
 from qvltrain.text.tokenizer import TokenizerInfo
 from qvltrain.vision.errors import VisualInputError
-from qvltrain.vision.image import load_image_patches
+from qvltrain.vision.image import decode_image, image_to_patches
 from qvltrain.vision.patches import VisualPatches
 from qvltrain.vision.video import frames_to_patches, video_to_patches
 
@@ -60,6 +60,22 @@ def parse_record(data: bytes | None, key: str, shard: str) -> dict:
     return record
 
 
+def check_image_sizes(image_sizes: list[tuple], decoded_sizes: list[tuple[str, tuple[int, int]]]) -> None:
+    """meta.image_sizes, which box coordinates are normalised by, must be the decoded images' sizes.
+
+    A disagreement (a shard re-encoded at another size, a stale meta, an EXIF rotation the recipe did
+    not apply) would put every box in the wrong place: the sample is a counted `image_size_mismatch`.
+    """
+    # A meta listing fewer sizes than images is the shard validator's to report (schema.py).
+    for index, (size, (member, decoded)) in enumerate(zip(image_sizes, decoded_sizes, strict=False)):
+        if tuple(size) != tuple(decoded):
+            raise SkipSample(
+                "image_size_mismatch",
+                f"image {index} ({member}) decodes to {decoded[0]}x{decoded[1]} (width x height, after "
+                f"EXIF orientation) but meta.image_sizes[{index}] is {list(size)}",
+            )
+
+
 class SampleDecoder:
     """Decodes samples of one dataset under its budgets and template."""
 
@@ -86,16 +102,21 @@ class SampleDecoder:
         """A parsed KEY.json and the sample's members by suffix -> DecodedSample, or BadSample."""
         try:
             return self._decode(record, media, key)
-        except (VisualInputError, SkipSample) as error:
-            raise BadSample(getattr(error, "reason", "bad_sample"), key, shard, str(error)) from error
+        except SkipSample as error:
+            raise BadSample(error.reason, key, shard, error.detail or error.reason) from error
+        except VisualInputError as error:
+            raise BadSample(error.reason, key, shard, str(error)) from error
         except KeyError as error:
             raise BadSample("missing_media", key, shard, f"no member {error}") from error
         except (TypeError, ValueError, AttributeError) as error:  # malformed messages / items
             raise BadSample("malformed_sample", key, shard, f"{type(error).__name__}: {error}") from error
 
-    def _visual(self, item: dict, media: dict, key: str) -> VisualPatches:
+    def _visual(self, item: dict, media: dict, key: str, decoded_sizes: list) -> VisualPatches:
         if item["type"] == "image":
-            return load_image_patches(media[item["file"]], self.dataset.image_budget, f"{key}.{item['file']}")
+            name = f"{key}.{item['file']}"
+            image = decode_image(media[item["file"]], name)  # EXIF orientation applied
+            decoded_sizes.append((item["file"], image.size))
+            return image_to_patches(image, self.dataset.image_budget, name)
         budget = self.dataset.video_budget
         if budget is None:
             raise SkipSample("no_video_budget", f"dataset {self.dataset.name!r} has no video_budget")
@@ -107,12 +128,14 @@ class SampleDecoder:
     def _decode(self, record: dict, media: dict, key: str) -> DecodedSample:
         messages = record["messages"]
         patches: list[VisualPatches] = []
+        decoded_sizes: list[tuple[str, tuple[int, int]]] = []  # (member, (width, height)) per image
         for message in messages:
             content = message.get("content", []) if isinstance(message, dict) else []
             for item in content if isinstance(content, list) else []:
                 if isinstance(item, dict) and item.get("type") in ("image", "video"):
-                    patches.append(self._visual(item, media, key))
+                    patches.append(self._visual(item, media, key, decoded_sizes))
         image_sizes = [tuple(size) for size in record.get("meta", {}).get("image_sizes", [])]
+        check_image_sizes(image_sizes, decoded_sizes)
         rendered = render_sample(
             messages, [p.grid_thw for p in patches], image_sizes, self.info, self.render_config
         )

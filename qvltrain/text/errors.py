@@ -6,7 +6,7 @@ class SkipSample(ValueError):
 
     Reasons raised by qvltrain.text: "degenerate_box", "flipped_box", "box_image_unknown",
     "unknown_content_type", "unknown_role", "visual_tokens_exceed_length", "no_turn_boundary_fits",
-    "no_trained_tokens".
+    "no_trained_tokens"; by qvltrain.data: "image_size_mismatch".
     """
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -149,3 +149,54 @@ def test_sample_without_token_count_is_decoded_to_plan(tmp_path: Path) -> None:
     batches, packs = run(tmp_path, 2)
     assert sum(len(p.keys) for p in packs) >= 4 and not batches.skips
     assert json.dumps(batches.state_dict())  # the state stays plain data
+
+
+def exif_rotated_jpeg(width: int, height: int, orientation: int) -> bytes:
+    """A JPEG stored at width x height whose EXIF tag tells viewers to rotate it."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 30, 200)).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def grounding_record(size: list[int]) -> dict:
+    record = image_record()
+    record["task"] = "grounding"
+    record["messages"][1]["content"] = [
+        {"type": "ref", "text": "the shape"},
+        {"type": "box", "bbox": [4, 4, 40, 30], "image": 0},
+    ]
+    record["meta"]["image_sizes"] = [size]
+    return record
+
+
+@pytest.mark.parametrize(
+    ("stored", "meta_size", "expected"),
+    [
+        (lambda: jpeg(48, 64, 2), [64, 48], None),
+        (lambda: jpeg(48, 64, 2), [64, 64], "decodes to 64x48 .* meta.image_sizes\\[0\\] is \\[64, 64\\]"),
+        # Stored 80x48 with orientation 6 (rotate 90): decoded (and boxed) upright as 48x80.
+        (lambda: exif_rotated_jpeg(80, 48, 6), [48, 80], None),
+        (lambda: exif_rotated_jpeg(80, 48, 6), [80, 48], "decodes to 48x80 \\(width x height, after EXIF"),
+    ],
+)
+def test_boxes_are_checked_against_the_decoded_image_size(stored, meta_size, expected) -> None:
+    from qvltrain.data.decode import BadSample, SampleDecoder
+    from qvltrain.text.tokenizer import TokenizerInfo
+
+    decoder = SampleDecoder(
+        dataset("boxes", "unused"), "chatml", TokenizerInfo.from_tokenizer(load_tokenizer(None)), 4096
+    )
+    raw = {"__key__": "k1", "__url__": "s.tar", "json": json.dumps(grounding_record(meta_size)).encode()}
+    raw["0.jpg"] = stored()
+    if expected is None:
+        assert decoder(raw).num_patches > 0
+        return
+    with pytest.raises(BadSample, match=expected) as error:
+        decoder(raw)
+    assert error.value.reason == "image_size_mismatch" and "k1" in str(error.value)
