@@ -56,6 +56,17 @@ def gpu_device():
 
 
 @pytest.fixture(scope="session")
+def qwen2_vl_tokenizer_dir(tmp_path_factory) -> str:
+    """A tokenizer with the Qwen2-VL release's full vocabulary: a local release when one is given
+    (QVLTRAIN_QWEN2VL_TOKENIZER or the HF cache), else one built from the public Qwen BPE ranks."""
+    from tests.text.oracle import release_tokenizer_dir
+    from tests.text.qwen_vocab import build_qwen2_vl_tokenizer
+
+    release = release_tokenizer_dir()
+    return release or str(build_qwen2_vl_tokenizer(tmp_path_factory.mktemp("qwen2_vl_tokenizer")))
+
+
+@pytest.fixture(scope="session")
 def synthetic_shards(tmp_path_factory) -> Path:
     """data/synthetic-like folder with train/ (4 shards) and validation/ (2 shards)."""
     from data_recipes.synthetic_shapes import main

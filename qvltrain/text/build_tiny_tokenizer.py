@@ -53,6 +53,28 @@ BPE_VOCAB_SIZE = TOTAL_VOCAB_SIZE - len(QWEN2_VL_SPECIAL_TOKENS)
 MODEL_MAX_LENGTH = 32768
 
 
+def set_qwen2_pipeline(tokenizer: Tokenizer) -> Tokenizer:
+    """Qwen2's normalizer (NFC), pre-tokenizer (split regex, then byte level) and byte-level decoder."""
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tokenizer
+
+
+def add_qwen2_vl_special_tokens(tokenizer: Tokenizer) -> Tokenizer:
+    """Append every Qwen2-VL special token after the BPE vocabulary, in the release's order."""
+    tokenizer.add_special_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in QWEN2_VL_SPECIAL_TOKENS]
+    )
+    return tokenizer
+
+
 def train_tiny_tokenizer() -> Tokenizer:
     """Train the byte-level BPE on the bundled corpus and append the special tokens."""
     tokenizer = Tokenizer(
@@ -64,15 +86,7 @@ def train_tiny_tokenizer() -> Tokenizer:
             byte_fallback=False,
         )
     )
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    set_qwen2_pipeline(tokenizer)
     trainer = BpeTrainer(
         vocab_size=BPE_VOCAB_SIZE,
         min_frequency=1,
@@ -82,10 +96,7 @@ def train_tiny_tokenizer() -> Tokenizer:
         special_tokens=[],
     )
     tokenizer.train_from_iterator(TINY_CORPUS.splitlines(keepends=True), trainer=trainer)
-    tokenizer.add_special_tokens(
-        [AddedToken(token, special=True, normalized=False) for token in QWEN2_VL_SPECIAL_TOKENS]
-    )
-    return tokenizer
+    return add_qwen2_vl_special_tokens(tokenizer)
 
 
 def tokenizer_config(tokenizer: Tokenizer) -> dict:
@@ -134,9 +145,13 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def build_tiny_tokenizer(out_dir: str | Path = DEFAULT_OUT_DIR) -> Path:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`."""
+    return write_tokenizer_dir(train_tiny_tokenizer(), out_dir)
+
+
+def write_tokenizer_dir(tokenizer: Tokenizer, out_dir: str | Path) -> Path:
+    """A transformers-loadable Qwen2 tokenizer folder for `tokenizer` (specials already added)."""
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tiny_tokenizer()
     # Re-serialise with sorted keys so the bytes never depend on dict ordering inside `tokenizers`.
     tokenizer_json = json.loads(tokenizer.to_str())
     _write_json(out_path / "tokenizer.json", tokenizer_json)

@@ -1,13 +1,12 @@
 """Our rendered ids, modality types and positions equal transformers' processor + get_rope_index.
 
 140 seeded conversations (text-only, single image, multi-image, video, mixed, multi-turn, grounding),
-with and without vision ids, against the bundled tiny tokenizer; the same against a real Qwen2-VL
-release tokenizer when one is on this machine.
+with and without vision ids, against the bundled tiny tokenizer; the same with the release's full
+vocabulary (a local Qwen2-VL release tokenizer, or one built from the public Qwen BPE ranks).
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from qvltrain.text.config import RenderConfig
@@ -16,7 +15,7 @@ from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 
 from ..model.test_rope import RopeIndexOracle, paper_rule_positions
 from .conversations import KINDS, ConversationGenerator, oracle_messages, oracle_plain_text
-from .oracle import build_oracle, oracle_encode, release_tokenizer_dir, visual_grids_in_order
+from .oracle import build_oracle, oracle_encode, visual_grids_in_order
 
 NUM_PER_KIND = 20
 
@@ -91,11 +90,8 @@ def test_plain_parity_with_processor():
             assert sample.mm_token_type_ids.tolist() == expected["mm_token_type_ids"], f"{kind} #{index}"
 
 
-def test_chatml_parity_with_release_tokenizer():
-    directory = release_tokenizer_dir()
-    if directory is None:
-        pytest.skip(
-            "no Qwen2-VL release tokenizer on this machine (set QVLTRAIN_QWEN2VL_TOKENIZER to a local "
-            "Qwen2-VL-*-Instruct directory, or have one in the HF cache)"
-        )
-    assert check_chatml_parity(load_tokenizer(directory), seed=13, num_per_kind=5) == 35
+def test_chatml_parity_with_the_release_vocabulary(qwen2_vl_tokenizer_dir):
+    """The 151,657-token Qwen2-VL vocabulary: ids, types and positions against transformers."""
+    tokenizer = load_tokenizer(qwen2_vl_tokenizer_dir)
+    assert len(tokenizer) == 151657 and tokenizer.convert_tokens_to_ids("<|image_pad|>") == 151655
+    assert check_chatml_parity(tokenizer, seed=13, num_per_kind=5) == 35
