@@ -1,0 +1,141 @@
+"""The 2B and 7B flavors at their real widths (heads, KV heads, head dim, mrope_section, vision tower),
+cut to 1-2 layers with random weights and the tiny vocabulary: mistakes in GQA, head dims or rope
+sections that the tiny flavor cannot show.
+
+- packed == unpacked: every sample's logits in a pack equal transformers' forward of it alone;
+- a 2-rank ZeRO-3 step of the real trainer (the flavor's own activation checkpointing), exported and
+  loaded back with `from_pretrained`, whose validation loss equals the engine's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from qvltrain.data.batch import pack_samples
+from qvltrain.data.decode import SampleDecoder
+from qvltrain.model.build import build_model
+from qvltrain.model.train_module import VisionLanguageTrainModule
+from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
+from tests.data.mixed_shards import KINDS, dataset, make_sample
+from tests.model.test_packed_attention import reference_logits
+from tests.test_config import compose_config
+
+# What must be the release's, per flavor: (hidden, heads, KV heads, head dim, mrope_section, vision width).
+RELEASE_SHAPES = {
+    "qwen2vl_2b": (1536, 12, 2, 128, [16, 24, 24], 1280),
+    "qwen2vl_7b": (3584, 28, 4, 128, [16, 24, 24], 1280),
+}
+
+
+def shallow_overrides(flavor: str, llm_layers: int) -> list[str]:
+    return [
+        f"model={flavor}",
+        f"model.llm_num_layers={llm_layers}",
+        "model.vision_depth=1",
+        "model.tokenizer=null",  # the bundled tiny tokenizer: a small embedding, real widths elsewhere
+        "model.vocab_size=null",
+    ]
+
+
+def typed_model_config(flavor: str, llm_layers: int):
+    from qvltrain.config import to_typed
+
+    return to_typed(compose_config(["+stage=full_pretrain", *shallow_overrides(flavor, llm_layers)])).model
+
+
+@pytest.mark.parametrize("flavor", sorted(RELEASE_SHAPES))
+def test_packed_logits_equal_unpacked_at_real_width(flavor: str) -> None:
+    tokenizer = load_tokenizer(None)
+    torch.manual_seed(0)
+    reference = build_model(typed_model_config(flavor, llm_layers=2), tokenizer, zero3=False).eval()
+    text = reference.config.text_config
+    hidden, heads, kv_heads, head_dim, section, vision_width = RELEASE_SHAPES[flavor]
+    assert (text.hidden_size, text.num_attention_heads, text.num_key_value_heads) == (hidden, heads, kv_heads)
+    assert text.hidden_size // text.num_attention_heads == head_dim
+    assert text.rope_parameters["mrope_section"] == section and 2 * sum(section) == head_dim
+    assert reference.config.vision_config.embed_dim == vision_width
+    layer = reference.model.language_model.layers[0].self_attn
+    assert layer.k_proj.out_features == kv_heads * head_dim  # grouped-query attention
+
+    module = VisionLanguageTrainModule(copy.deepcopy(reference)).eval()
+    decoder = SampleDecoder(
+        dataset("mixed", "unused"), "chatml", TokenizerInfo.from_tokenizer(tokenizer), 4096
+    )
+    rng = random.Random(11)
+    samples = []
+    for index, kind in enumerate(KINDS):
+        messages, media, sizes = make_sample(kind, rng, index)
+        record = {"task": "chat", "messages": messages, "meta": {"image_sizes": sizes}}
+        samples.append(decoder({"__key__": f"{kind}{index}", "json": json.dumps(record).encode(), **media}))
+    seq_len = sum(len(s.input_ids) for s in samples) + 5
+    batch = pack_samples(samples, seq_len, tokenizer.pad_token_id)
+    with torch.no_grad():
+        packed = module.model.lm_head(module.hidden_states(batch))[0]
+        start = 0
+        for sample in samples:
+            alone = reference_logits(reference, sample, given_positions=True)
+            torch.testing.assert_close(
+                packed[start : start + len(sample.input_ids)], alone, rtol=1e-4, atol=1e-4
+            )
+            start += len(sample.input_ids)
+
+
+@pytest.mark.multiproc
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", sorted(RELEASE_SHAPES))
+def test_zero3_step_export_and_from_pretrained_at_real_width(
+    flavor: str, tmp_path: Path, synthetic_shards: Path
+) -> None:
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from qvltrain.config import to_typed
+    from qvltrain.data.loader import TrainBatches
+    from tests.conftest import REPO_ROOT
+    from tests.train.test_resume_export import finish, launch, per_step
+
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    # 128-token packs (the synthetic captions are 10..75 tokens) keep the 7B layer's step short.
+    data_overrides = [
+        f"data.train.0.shards={synthetic_shards / 'train'}",
+        f"data.validation.0.shards={synthetic_shards / 'validation'}",
+        "data.seq_len=128",
+    ]
+    overrides = [
+        *shallow_overrides(flavor, llm_layers=1),
+        "data.seq_len=128",
+        "train.max_steps=1",
+        "train.validation.num_batches=1",
+    ]
+    finish(launch(run_dir, synthetic_shards, "full_pretrain", overrides))
+    record = per_step(run_dir)[1]
+    assert torch.isfinite(torch.tensor(record["loss"])) and record["grad_norm"] > 0
+
+    result = subprocess.run(
+        [sys.executable, "launch/export_hf.py", str(run_dir), str(export_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = Qwen2VLForConditionalGeneration.from_pretrained(export_dir, local_files_only=True).eval()
+    hidden, heads, kv_heads, *_ = RELEASE_SHAPES[flavor]
+    assert model.model.language_model.layers[0].self_attn.k_proj.weight.shape == (kv_heads * 128, hidden)
+
+    config = to_typed(compose_config(["+stage=full_pretrain", *data_overrides]))
+    module = VisionLanguageTrainModule(model)
+    tokenizer = load_tokenizer(str(export_dir))
+    loss_sum = tokens = 0.0
+    with torch.no_grad():
+        for rank in (0, 1):  # the engine validated 1 micro-batch on each of its 2 ranks
+            batches = TrainBatches(config.data, "plain", tokenizer, rank, 2, datasets=config.data.validation)
+            batch_sum, batch_tokens, _ = module(next(batches))
+            loss_sum, tokens = loss_sum + float(batch_sum), tokens + float(batch_tokens)
+    assert loss_sum / tokens == pytest.approx(record["val_loss"], rel=1e-4, abs=1e-5)
