@@ -4,13 +4,15 @@ sections that the tiny flavor cannot show.
 
 - packed == unpacked: every sample's logits in a pack equal transformers' forward of it alone;
 - a 2-rank ZeRO-3 step of the real trainer (the flavor's own activation checkpointing), exported and
-  loaded back with `from_pretrained`, whose validation loss equals the engine's.
+  loaded back with `from_pretrained`, whose validation loss equals the engine's (7B width only with
+  QVLTRAIN_REAL_SHAPE_7B=1: ~3 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import subprocess
 import sys
@@ -88,9 +90,16 @@ def test_packed_logits_equal_unpacked_at_real_width(flavor: str) -> None:
             start += len(sample.input_ids)
 
 
+SEVEN_B_RUN = pytest.mark.skipif(
+    os.environ.get("QVLTRAIN_REAL_SHAPE_7B") != "1",
+    reason="the 7B-width ZeRO-3 run takes ~3 min on 2 cores: QVLTRAIN_REAL_SHAPE_7B=1 runs it "
+    "(its packed == unpacked check always runs; the 2B-width run covers the trainer and export path)",
+)
+
+
 @pytest.mark.multiproc
 @pytest.mark.slow
-@pytest.mark.parametrize("flavor", sorted(RELEASE_SHAPES))
+@pytest.mark.parametrize("flavor", ["qwen2vl_2b", pytest.param("qwen2vl_7b", marks=SEVEN_B_RUN)])
 def test_zero3_step_export_and_from_pretrained_at_real_width(
     flavor: str, tmp_path: Path, synthetic_shards: Path
 ) -> None:
