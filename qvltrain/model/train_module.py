@@ -33,7 +33,7 @@ def enable_activation_checkpointing(model: Qwen2VLForConditionalGeneration, whic
         )
     if which == "none":
         return
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     keep = {"llm": model.model.language_model.layers, "vision": model.model.visual.blocks}
     for part, layers in keep.items():
         if which not in (part, "both"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from transformers import Qwen2VLForConditionalGeneration
@@ -99,3 +100,31 @@ def test_text_only_batch_still_runs_the_tower_once(synthetic_shards: Path) -> No
     loss_sum.backward()
     assert calls == [1]
     assert torch.count_nonzero(model.model.visual.blocks[0].attn.qkv.weight.grad) == 0
+
+
+def test_activation_checkpointing_recomputes_the_chosen_parts_with_equal_gradients(
+    synthetic_shards: Path,
+) -> None:
+    """`llm` / `vision` / `both` checkpoint exactly those layers; loss and gradients are unchanged."""
+    import warnings
+
+    tokenizer = load_tokenizer(None)
+    batch, _ = a_pack(synthetic_shards, tokenizer, 6)
+    results = {}
+    for which in ("none", "llm", "vision", "both"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # no deprecated transformers entry point
+            module = VisionLanguageTrainModule(tiny(tokenizer).train(), activation_checkpointing=which)
+        llm = {layer.gradient_checkpointing for layer in module.model.model.language_model.layers}
+        vision = {block.gradient_checkpointing for block in module.model.model.visual.blocks}
+        assert llm == {which in ("llm", "both")} and vision == {which in ("vision", "both")}, which
+        loss_sum, tokens, _ = module(batch)
+        (loss_sum / tokens).backward()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        results[which] = (float(loss_sum.detach()), grads)
+    loss, grads = results["none"]
+    for which in ("llm", "vision", "both"):
+        assert results[which][0] == pytest.approx(loss, rel=1e-6)
+        assert results[which][1].keys() == grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(results[which][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
