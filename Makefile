@@ -36,7 +36,7 @@ demo: data ## Train the tiny model through the three stages on 2 CPU ranks (ZeRO
 	NUM_RANKS=$(NUM_RANKS) SEED=$(SEED) QVL_PYTHON=$(PY) bash launch/demo.sh $(RUNS)
 
 test: setup ## Run the test suite (CPU; GPU tests are deselected)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The video-processor oracle imports torchvision, which does not import beside the CPU torch build;
 # this separate venv holds torch 2.14.1 + torchvision 0.29.1 (~5.5 GB, about a minute from local wheels).
@@ -52,7 +52,7 @@ parity: $(PARITY_VENV)/.installed ## Oracle parity including the video processor
 	$(PARITY_VENV)/bin/python -m pytest -q tests/vision tests/text
 
 bench: setup ## Benchmarks (JSON under bench_results/, tables to paste into docs/benchmarks.md)
-	$(PY) -m qvltrain.bench.vision
+	$(PY) -m apps.bench.vision
 
 gpu-wheels: setup ## Wheels the CUDA machine lacks (deepspeed, hydra, webdataset, wandb, decord...) into .gpu-wheels/
 	$(PY) launch/gpu_wheels.py --out .gpu-wheels

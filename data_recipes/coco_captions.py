@@ -16,9 +16,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
-from qvltrain.data.recipe_media import read_file, store_image
-from qvltrain.data.recipe_tools import BadRecord, RecipeSample, SourceRecord
+from qvltrain.shards.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
+from qvltrain.shards.recipe_media import read_file, store_image
+from qvltrain.shards.recipe_tools import BadRecord, RecipeSample, SourceRecord
 
 
 def caption_records(path: str, captions_per_image: int | None) -> list[SourceRecord]:

@@ -1,4 +1,4 @@
-"""Handwritten digits (scikit-learn's copy of UCI optdigits, shipped in qvltrain/assets) -> four tasks.
+"""Handwritten digits (scikit-learn's copy of UCI optdigits, shipped in data_recipes/assets) -> four tasks.
 
     python -m data_recipes.digits --out data/digits [--scale 1.0] [--tasks caption,grounding,chat,video]
 
@@ -19,11 +19,11 @@ import os
 import random
 import time
 
-from qvltrain.data.digits import split_indices
-from qvltrain.data.digits_tasks import IMAGE_BUDGET, VIDEO_BUDGET, convert_spec, draw_spec
-from qvltrain.data.recipe_cli import print_summary
-from qvltrain.data.recipe_tools import ShardOptions, SourceRecord, WriteSummary, write_recipe_shards
-from qvltrain.data.token_count import TokenSettings
+from data_recipes.digits_source import split_indices
+from data_recipes.digits_tasks import IMAGE_BUDGET, VIDEO_BUDGET, convert_spec, draw_spec
+from qvltrain.shards.recipe_cli import print_summary
+from qvltrain.shards.recipe_tools import ShardOptions, SourceRecord, WriteSummary, write_recipe_shards
+from qvltrain.shards.token_count import TokenSettings
 
 TRAIN_SAMPLES = {"caption": 12000, "grounding": 6000, "chat": 2000, "video": 800}
 """Training samples per task at --scale 1; validation gets a tenth (at least 2)."""

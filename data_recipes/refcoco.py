@@ -16,10 +16,10 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
-from qvltrain.data.recipe_inputs import read_json_records
-from qvltrain.data.recipe_media import read_file, store_image
-from qvltrain.data.recipe_tools import (
+from qvltrain.shards.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
+from qvltrain.shards.recipe_inputs import read_json_records
+from qvltrain.shards.recipe_media import read_file, store_image
+from qvltrain.shards.recipe_tools import (
     BadRecord,
     RecipeSample,
     SourceRecord,

@@ -15,7 +15,7 @@ import random
 
 from PIL import Image, ImageDraw
 
-from qvltrain.data.shards import ShardWriter
+from qvltrain.shards.writer import ShardWriter
 from qvltrain.vision.budgets import ImageBudget
 from qvltrain.vision.resize import smart_resize
 

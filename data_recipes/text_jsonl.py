@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
-from qvltrain.data.recipe_inputs import conversation_messages, read_json_records
-from qvltrain.data.recipe_tools import BadRecord, RecipeSample
+from qvltrain.shards.recipe_cli import add_output_arguments, add_token_arguments, run_recipe
+from qvltrain.shards.recipe_inputs import conversation_messages, read_json_records
+from qvltrain.shards.recipe_tools import BadRecord, RecipeSample
 
 
 @dataclass

@@ -16,10 +16,10 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from qvltrain.data.recipe_cli import add_output_arguments, add_token_arguments, run_recipe, token_settings
-from qvltrain.data.recipe_inputs import conversation_messages, read_json_records
-from qvltrain.data.recipe_media import ExtractedFrames, extract_frames
-from qvltrain.data.recipe_tools import BadRecord, RecipeSample
+from qvltrain.shards.recipe_cli import add_output_arguments, add_token_arguments, run_recipe, token_settings
+from qvltrain.shards.recipe_inputs import conversation_messages, read_json_records
+from qvltrain.shards.recipe_media import ExtractedFrames, extract_frames
+from qvltrain.shards.recipe_tools import BadRecord, RecipeSample
 from qvltrain.vision.budgets import VideoBudget
 
 

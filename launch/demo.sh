@@ -29,8 +29,8 @@ stage instruct "$RUNS/export_full_pretrain" 450 data=digits_instruct stage.lr_me
 
 echo "== held-out evaluation (greedy generation with transformers on the instruct export) =="
 for task in caption grounding; do
-  "$PY" -m qvltrain.evaluate "$RUNS/export_instruct" --shards "$DATA/$task/validation" --task "$task" \
+  "$PY" -m apps.heldout_eval "$RUNS/export_instruct" --shards "$DATA/$task/validation" --task "$task" \
       --limit 200 | tee "$RUNS/eval_$task.json"
 done
-"$PY" -m qvltrain.report "$RUNS/instruct" > /dev/null
+"$PY" -m apps.report "$RUNS/instruct" > /dev/null
 echo "[qvltrain] demo runs, exports and plots under $RUNS/ (plots: $RUNS/instruct/plots/)"

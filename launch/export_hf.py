@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from qvltrain.model.export import export_hf
+    from qvltrain.train.export import export_hf
 
     try:
         checkpoint = export_hf(args.source, args.out_dir)

@@ -9,7 +9,7 @@
 # Steps: (1) install the carried wheels into a private folder on PYTHONPATH (the machine's own torch
 # and transformers stay); (2) the @pytest.mark.gpu tests: bf16 packed == unpacked with each varlen
 # kernel against transformers' unpacked forward, chunked loss == plain loss, device pixel step ==
-# CPU; (3) `python -m qvltrain.bench.train`: qwen2vl_2b, bf16, seq_len 8192, ZeRO-3 world of one,
+# CPU; (3) `python -m apps.bench.train`: qwen2vl_2b, bf16, seq_len 8192, ZeRO-3 world of one,
 # (a) the padded HF-style baseline and (b) packed; (4) one JSON + one markdown table of all of it
 # (DIR/gpu_check.json, DIR/gpu_check.md). Budget: under 8 minutes on one H100/H200.
 #
@@ -66,7 +66,7 @@ else
   # 6 packs of 8192 tokens per pass: two timed 2B steps per variant after one warm-up step.
   bench=(--flavor qwen2vl_2b --seq-len 8192 --num-tokens 49152 --warmup-steps 1 --rounds 1 --repeats 1)
 fi
-"$PY" -m qvltrain.bench.train "${bench[@]}" --out "$OUT/train_bench.json" | tee "$OUT/train_bench.txt"
+"$PY" -m apps.bench.train "${bench[@]}" --out "$OUT/train_bench.json" | tee "$OUT/train_bench.txt"
 
 echo "== 4/4 report =="
 dry_flag=()

@@ -31,18 +31,9 @@ def main(cfg: DictConfig) -> None:
     except ValueError as error:
         raise SystemExit(f"config error: {error}") from None
 
-    from qvltrain.train.distributed import shutdown_distributed
-    from qvltrain.train.trainer import Trainer
+    from qvltrain.train.trainer import run_stage
 
-    try:
-        Trainer(config, to_plain_dict(cfg)).fit()
-    except SystemExit as stop:  # a stop request (SIGTERM, SLURM pre-emption) ends with exit(0)
-        if not stop.code:
-            shutdown_distributed()
-        raise
-    # Only on a clean end: after an error the other ranks may sit in a collective, and with NCCL
-    # leaving the group could then wait on them; the launcher tears the failed job down instead.
-    shutdown_distributed()
+    run_stage(config, to_plain_dict(cfg))
 
 
 if __name__ == "__main__":

@@ -1,35 +1,20 @@
 """The one place Hydra meets qvltrain: the root config schema and its conversion to typed objects.
 
-Every component owns a dataclass beside its code; this module assembles them, registers the
-schema in Hydra's ConfigStore (so a misspelt YAML key fails at compose time with its name), and
-turns a composed DictConfig into plain typed dataclasses for the code below it.
+Every component owns a dataclass beside its code (the root, `Config`, is in qvltrain/train/config.py);
+this module registers that schema in Hydra's ConfigStore (so a misspelt YAML key fails at compose
+time with its name) and turns a composed DictConfig into plain typed dataclasses for the code below
+it. No other module of the library imports Hydra or omegaconf (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from qvltrain.data.config import DataConfig
-from qvltrain.model.flavors import ModelConfig
-from qvltrain.train.config import TrainConfig
-from qvltrain.train.loggers import LoggerConfig
-from qvltrain.train.stages import STAGES, StageConfig
-
-
-@dataclass
-class Config:
-    """Root of conf/config.yaml."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    deepspeed: dict[str, Any] = field(default_factory=dict)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    stage: StageConfig | None = None
+from qvltrain.train.config import Config
+from qvltrain.train.stages import STAGES
 
 
 def register_configs() -> None:

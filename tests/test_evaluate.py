@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from qvltrain.evaluate import box_iou, clean_answer, last_trained_span
+from apps.heldout_eval import box_iou, clean_answer, last_trained_span
 
 
 def test_last_trained_span_finds_the_final_answer() -> None:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from omegaconf import MISSING
-
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 
 
 @dataclass
 class DatasetConfig:
-    """One source of shards with its own budgets (conf/data/*.yaml lists them)."""
+    """One source of shards with its own budgets (conf/data/*.yaml lists them).
 
-    name: str = MISSING
+    `name`, `shards` and `image_budget` have no default: the Hydra schema (qvltrain/config.py) treats
+    them as mandatory, so a dataset that leaves one out fails at compose time naming it.
+    """
+
+    name: str
     """Short name used in logs and skip counters."""
-    shards: str = MISSING
+    shards: str
     """Folder of *.tar, brace pattern, glob or webdataset URL; several joined with '::'."""
-    image_budget: ImageBudget = MISSING
+    image_budget: ImageBudget
     """Pixel budget of images; always explicit (sources disagree on defaults, see docs/vision.md)."""
     video_budget: VideoBudget | None = None
     """Pixel and frame budget of videos; required when the dataset has videos."""
@@ -50,7 +52,7 @@ class DataConfig:
     micro_batch_size: int = 1
     """Packs per micro-batch, concatenated into one row of micro_batch_size * seq_len tokens."""
     pack_window: int = 256
-    """Samples (metadata only) the packer plans over at once; larger packs tighter (bench.packing)."""
+    """Samples (metadata only) the packer plans over at once; larger packs tighter (apps/bench/packing.py)."""
     num_workers: int = 0
     """DataLoader worker processes per rank (each reads its own shards); resume needs the same value."""
     seed: int = 0

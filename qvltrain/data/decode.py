@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 
 from qvltrain.data.config import DatasetConfig
-from qvltrain.data.schema import TASKS  # the one list of tasks: shard schema, validator and loader agree
 from qvltrain.text.config import RenderConfig
 from qvltrain.text.errors import SkipSample
 from qvltrain.text.render import render_sample
@@ -17,6 +16,9 @@ from qvltrain.vision.errors import VisualInputError
 from qvltrain.vision.image import decode_image, image_to_patches
 from qvltrain.vision.patches import VisualPatches
 from qvltrain.vision.video import frames_to_patches, video_to_patches
+
+TASKS = ("caption", "chat", "grounding", "text", "video")
+"""The one list of tasks: the loader here, the shard schema and the shard check (qvltrain.shards) agree."""
 
 
 @dataclass

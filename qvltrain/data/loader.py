@@ -23,7 +23,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from qvltrain.data.batch import PackedBatch, concat_packs
+from qvltrain.batch import PackedBatch
+from qvltrain.data.batch import concat_packs
 from qvltrain.data.config import DataConfig
 from qvltrain.data.decode import SampleDecoder
 from qvltrain.data.pipeline import PipelineSetup, ReaderPipeline

@@ -8,7 +8,7 @@ decodes a sample once its pack is final.
 and places each into the fullest open pack it still fits (best fit) on both budgets. It then emits
 every pack of the round except the `carry_packs` least-filled ones, whose items go back into the
 window to meet the next arrivals: the leftovers of one round are the gap-fillers of the next. Why
-this algorithm: measured in `python -m qvltrain.bench.packing` against next-fit in arrival order,
+this algorithm: measured in `python -m apps.bench.packing` against next-fit in arrival order,
 best-fit over open packs and padding (docs/benchmarks.md); it is the only one above 99.5% real
 tokens at seq_len 8192 on the realistic mixture, at a few microseconds per sample.
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from qvltrain.data.batch import PackAssembler, PackedBatch
+from qvltrain.batch import PackedBatch
+from qvltrain.data.batch import PackAssembler
 from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder, parse_record
 from qvltrain.data.packer import Budget, PlanItem, WindowedBestFitDecreasing

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qvltrain.model.rope import POSITION_RULES
+from qvltrain.text.positions import POSITION_RULES
 
 FLAVORS = ("tiny", "qwen2vl_2b", "qwen2vl_7b")
 

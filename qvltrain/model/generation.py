@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from qvltrain.model.rope import check_position_rule, mrope_positions
+from qvltrain.text.positions import check_position_rule, mrope_positions
 
 
 def rope_index(

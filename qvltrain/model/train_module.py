@@ -16,7 +16,7 @@ from torch import nn
 from transformers import Qwen2VLForConditionalGeneration
 from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
 
-from qvltrain.data.batch import PackedBatch
+from qvltrain.batch import PackedBatch
 from qvltrain.model.loss import chunked_token_loss, plain_token_loss
 from qvltrain.model.packed_attention import packed_llm_kwargs, use_packed_attention
 from qvltrain.model.patch_embed import use_gemm_patch_embedding

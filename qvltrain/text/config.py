@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qvltrain.model.rope import POSITION_RULES
 from qvltrain.text.chat_template import DEFAULT_SYSTEM_PROMPT
 from qvltrain.text.grounding import BOX_FORMATTERS
+from qvltrain.text.positions import POSITION_RULES
 
 TEMPLATES = ("chatml", "plain")
 

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from qvltrain.model.rope import sample_position_ids
 from qvltrain.text.builder import TokenSequenceBuilder
 from qvltrain.text.chatml import render_chatml
 from qvltrain.text.config import RenderConfig
 from qvltrain.text.content import ContentRenderer
 from qvltrain.text.errors import SkipSample
 from qvltrain.text.plain import render_plain
+from qvltrain.text.positions import sample_position_ids
 from qvltrain.text.sample import IGNORE_INDEX, RenderedSample
 from qvltrain.text.tokenizer import TokenizerInfo
 from qvltrain.text.truncate import truncate_at_turn_boundary

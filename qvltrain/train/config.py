@@ -1,12 +1,17 @@
-"""Configuration of the training loop itself."""
+"""Configuration of the training loop (`TrainConfig`) and the root of a run's config (`Config`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from qvltrain.data.config import DataConfig
+from qvltrain.model.flavors import ModelConfig
 from qvltrain.train.checkpoint import CheckpointConfig
+from qvltrain.train.loggers import LoggerConfig
 from qvltrain.train.schedule import ScheduleConfig
-from qvltrain.train.validate import ValidationConfig
+from qvltrain.train.stages import StageConfig
+from qvltrain.train.validation import ValidationConfig
 
 
 @dataclass
@@ -35,8 +40,6 @@ class TrainConfig:
     """Peak FLOP/s of one device for MFU; None looks the GPU up in qvltrain/train/flops.py (CPU: no MFU)."""
     max_nonfinite_steps: int = 10
     """Steps with a non-finite loss or grad norm that are skipped (on all ranks) before the run stops."""
-    inject_nonfinite_loss: list[int] = field(default_factory=list)
-    """Testing aid: [step, rank] makes that rank's loss NaN at that (1-based) step."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum_steps"):
@@ -44,9 +47,17 @@ class TrainConfig:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
         if self.max_nonfinite_steps < 0:
             raise ValueError(f"train.max_nonfinite_steps={self.max_nonfinite_steps}: must be >= 0")
-        if self.inject_nonfinite_loss and len(self.inject_nonfinite_loss) != 2:
-            raise ValueError(
-                f"train.inject_nonfinite_loss={list(self.inject_nonfinite_loss)}: expected [step, rank]"
-            )
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"train.adam_betas={list(self.adam_betas)}: expected two numbers in [0, 1)")
+
+
+@dataclass
+class Config:
+    """Root of conf/config.yaml."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    deepspeed: dict[str, Any] = field(default_factory=dict)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage: StageConfig | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from qvltrain.data.batch import PackedBatch
+from qvltrain.batch import PackedBatch
 from qvltrain.train.flops import ModelShape, training_flops
 
 

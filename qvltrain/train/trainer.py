@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
-from qvltrain.config import Config
-from qvltrain.data.batch import Batch
+from qvltrain.batch import PackedBatch
 from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
-from qvltrain.train.deepspeed_config import is_zero3, resolve_deepspeed_config
+from qvltrain.train.config import Config
+from qvltrain.train.deepspeed_config import resolve_deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed, publish_rank
+from qvltrain.train.engine import build_engine
 from qvltrain.train.flops import ModelShape, device_peak_flops
 from qvltrain.train.loggers import MetricsLogger
 from qvltrain.train.metrics import StepCounts, peak_memory_gb
 from qvltrain.train.progress import ProgressBar
 from qvltrain.train.schedule import lr_multiplier
 from qvltrain.train.signals import StopRequest
-from qvltrain.train.stages import apply_stage_freezing, parameter_groups
-from qvltrain.train.validate import evaluate
+from qvltrain.train.validation import validation_metrics
 
 REQUEUE_MARKER_ENV = "QVLTRAIN_REQUEUE_MARKER"
 """Environment variable naming a file rank 0 creates after a checkpoint on SIGTERM/SIGUSR1.
@@ -37,44 +35,19 @@ The scheduler script requeues when the file exists (launch/slurm/train.sbatch).
 """
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def run_stage(config: Config, resolved_config: dict[str, Any], trainer_class: type[Trainer] | None = None):
+    """Train one stage on this rank and leave the process group on a clean end (launch/train.py)."""
+    from qvltrain.train.distributed import shutdown_distributed
 
-
-def build_engine(config: Config, tokenizer, world_size: int, on_gpu: bool):
-    """Model (partitioned at creation under ZeRO-3), stage freezing, optimizer, DeepSpeed engine."""
-    import deepspeed
-    from transformers.integrations import HfDeepSpeedConfig
-
-    from qvltrain.model.build import build_model
-    from qvltrain.model.train_module import VisionLanguageTrainModule
-
-    ds_config = resolve_deepspeed_config(
-        config.deepspeed,
-        micro_batch_size=config.data.micro_batch_size,
-        grad_accum_steps=config.train.grad_accum_steps,
-        world_size=world_size,
-        on_gpu=on_gpu,
-    )
-    # transformers enters deepspeed.zero.Init while this object is alive (weakref), so keep it until
-    # the engine exists.
-    hf_deepspeed_config = HfDeepSpeedConfig(ds_config) if is_zero3(ds_config) else None
-    seed_everything(config.train.seed)  # identical initial weights on every rank
-    model = build_model(config.model, tokenizer, zero3=hf_deepspeed_config is not None)
-    trainable_numel = apply_stage_freezing(model, config.stage)
-    module = VisionLanguageTrainModule(
-        model,
-        frozen_vision_tower="vision_tower" not in config.stage.trainable,
-        loss_chunk_tokens=config.model.loss_chunk_tokens,
-        activation_checkpointing=config.model.activation_checkpointing,
-    )
-    groups = parameter_groups(module, config.stage, config.train.weight_decay)
-    optimizer = torch.optim.AdamW(groups, betas=tuple(config.train.adam_betas), foreach=False)
-    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
-    del hf_deepspeed_config
-    return engine, trainable_numel
+    try:
+        (trainer_class or Trainer)(config, resolved_config).fit()
+    except SystemExit as stop:  # a stop request (SIGTERM, SLURM pre-emption) ends with exit(0)
+        if not stop.code:
+            shutdown_distributed()
+        raise
+    # Only on a clean end: after an error the other ranks may sit in a collective, and with NCCL
+    # leaving the group could then wait on them; the launcher tears the failed job down instead.
+    shutdown_distributed()
 
 
 class Trainer:
@@ -97,8 +70,23 @@ class Trainer:
         from qvltrain.text.tokenizer import load_tokenizer
 
         self.tokenizer = load_tokenizer(config.model.tokenizer)
-        self.engine, trainable_numel = build_engine(config, self.tokenizer, self.world_size, self.on_gpu)
-        self.batches: Iterator[Batch] = TrainBatches(
+        ds_config = resolve_deepspeed_config(
+            config.deepspeed,
+            micro_batch_size=config.data.micro_batch_size,
+            grad_accum_steps=config.train.grad_accum_steps,
+            world_size=self.world_size,
+            on_gpu=self.on_gpu,
+        )
+        self.engine, trainable_numel = build_engine(
+            config.model,
+            config.stage,
+            ds_config,
+            self.tokenizer,
+            seed=config.train.seed,
+            weight_decay=config.train.weight_decay,
+            adam_betas=config.train.adam_betas,
+        )
+        self.batches: Iterator[PackedBatch] = TrainBatches(
             config.data,
             config.stage.template,
             self.tokenizer,
@@ -217,11 +205,8 @@ class Trainer:
         # DeepSpeed divides by grad_accum_steps in backward and averages gradients over ranks.
         scale = self.world_size * grad_accum_steps / max(global_loss_tokens, 1.0)
         local_loss_sum = 0.0
-        inject = self.config.train.inject_nonfinite_loss
         for batch in micro_batches:
-            loss_sum, _, _ = self.engine(batch.to(self.device))
-            if inject and inject[0] == step + 1 and inject[1] == self.rank:
-                loss_sum = loss_sum * float("nan")
+            loss_sum = self.micro_batch_loss(batch, step + 1)
             # A non-finite loss on any rank makes every rank's reduced gradient non-finite, and
             # DeepSpeed then skips the optimizer step on all of them (its grad norm is global).
             self.engine.backward(loss_sum * scale)
@@ -289,10 +274,18 @@ class Trainer:
             position_rule=self.config.model.position_rule,
         )
 
-    def validate(self) -> dict[str, float]:
+    def micro_batch_loss(self, batch: PackedBatch, step: int) -> torch.Tensor:
+        """Forward of one micro-batch of (1-based) `step`: its summed token loss.
+
+        The seam fault-injection tests override (tests/train/faulty_entry.py); nothing else does.
+        """
+        loss_sum, _, _ = self.engine(batch.to(self.device))
+        return loss_sum
+
+    def validation_loss(self) -> dict[str, float]:
         if not self.config.data.validation or self.config.train.validation.num_batches == 0:
             return {}
-        return evaluate(
+        return validation_metrics(
             self.engine, self._validation_batches, self.config.train.validation.num_batches, self.device
         )
 
@@ -308,7 +301,7 @@ class Trainer:
             history.append(metrics)
             validate_every = train_config.validation.every_steps
             if (validate_every and step % validate_every == 0) or step == max_steps:
-                metrics.update(self.validate())
+                metrics.update(self.validation_loss())
             if step % self.config.logger.log_every == 0 or step == max_steps:
                 metrics.update(self.skip_counts())
                 self.logger.log(metrics)

@@ -5,7 +5,7 @@ Model side: device.to_pixel_values cuts patch rows, normalises and makes the sec
 Planning: tokens.image_num_tokens / video_num_tokens from sizes alone. See docs/vision.md.
 """
 
-from qvltrain.vision.budgets import ImageBudget, VideoBudget, log_budgets
+from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from qvltrain.vision.device import collate_patches, patches_to_pixel_values, to_pixel_values
 from qvltrain.vision.errors import SKIP_REASONS, SkipReason, VisualInputError
 from qvltrain.vision.image import decode_image, image_to_patches, image_to_reference_rows, load_image_patches
@@ -29,7 +29,6 @@ __all__ = [
     "image_to_patches",
     "image_to_reference_rows",
     "load_image_patches",
-    "log_budgets",
     "patches_to_pixel_values",
     "smart_resize",
     "to_pixel_values",

@@ -7,9 +7,7 @@ and every dataset states its own in YAML; docs/vision.md explains how to choose.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from qvltrain.vision.layout import FACTOR, TEMPORAL_PATCH_SIZE
 
@@ -100,19 +98,3 @@ class VideoBudget:
             f"frame min_pixels={self.min_pixels} max_pixels={self.max_pixels} "
             f"total_pixels={self.total_pixels} ({self.total_pixels / PIXELS_PER_TOKEN:g} tokens)"
         )
-
-
-def log_budgets(
-    budgets: Mapping[str, ImageBudget | VideoBudget | None], logger: logging.Logger | None = None
-) -> list[str]:
-    """Log the effective budget of every dataset once at start; returns the lines (for tests, JSON)."""
-    logger = logger or logging.getLogger("qvltrain.vision")
-    lines = [f"{name}: {budget.describe()}" for name, budget in budgets.items() if budget is not None]
-    for line in lines:
-        logger.info("visual budget %s", line)
-    return lines
-
-
-def budget_dict(budget: ImageBudget | VideoBudget) -> dict[str, float]:
-    """The budget as plain values, for run metadata."""
-    return asdict(budget)

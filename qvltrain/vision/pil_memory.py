@@ -5,8 +5,8 @@ through the Arrow C data interface (`Image.__arrow_c_array__`, Pillow >= 11.2): 
 4 uint8 per pixel whose child array's buffer 1 is the pixel data. Reading that buffer's address from
 the exported struct gives the tensor; the export capsule (whose release frees PIL's reference) rides
 on the buffer object the tensor keeps, so the memory lives exactly as long as the tensor and its
-views. `tobytes()` would instead pack the pixels to 3 bytes in chunks and join them (two copies,
-~0.3 ms for a 1 MP image, measured in `python -m qvltrain.bench.loader`'s per-sample work).
+views. `tobytes()` would instead pack the pixels to 3 bytes in chunks and join them (two copies; the cost
+is in `python -m apps.bench.loader`'s per-sample work, docs/benchmarks.md).
 
 Images PIL holds in several blocks (over its 16 MiB block size) cannot be exported; they, and an
 older Pillow, take the copying path with the same [H, W, 4] result.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qvltrain.bench.train import main
+from apps.bench.train import main
 
 
 @pytest.mark.slow  # ~15 s: two processes, each importing DeepSpeed and building a ZeRO-3 engine

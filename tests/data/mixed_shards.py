@@ -14,7 +14,7 @@ from PIL import Image
 
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import SampleDecoder
-from qvltrain.data.shards import ShardWriter
+from qvltrain.shards.writer import ShardWriter
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from tests.vision.media import smooth_pixels, write_video

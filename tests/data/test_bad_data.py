@@ -10,8 +10,8 @@ import pytest
 
 from qvltrain.data.config import DataConfig
 from qvltrain.data.loader import TrainBatches
-from qvltrain.data.shards import ShardWriter
 from qvltrain.data.skips import TooManyFailures
+from qvltrain.shards.writer import ShardWriter
 from qvltrain.text.tokenizer import load_tokenizer
 from tests.data.mixed_shards import dataset, jpeg, make_sample
 

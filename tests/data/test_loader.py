@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qvltrain.data.batch import PackedBatch
+from qvltrain.batch import PackedBatch
 from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.loader import TrainBatches
 from qvltrain.text.tokenizer import load_tokenizer

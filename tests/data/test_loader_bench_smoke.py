@@ -17,7 +17,7 @@ def test_small_loader_benchmark_writes_a_report(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "qvltrain.bench.loader",
+            "apps.bench.loader",
             "--samples",
             "40",
             "--rounds",

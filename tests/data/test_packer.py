@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qvltrain.bench.mixture import realistic_mixture
+from apps.bench.mixture import realistic_mixture
 from qvltrain.data.packer import (
     Budget,
     NextFit,

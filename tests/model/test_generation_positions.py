@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qvltrain.evaluate import last_trained_span
+from apps.heldout_eval import last_trained_span
 from qvltrain.model.build import build_model
 from qvltrain.model.flavors import ModelConfig
 from qvltrain.model.generation import rope_index, use_position_rule

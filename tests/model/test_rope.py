@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
-from qvltrain.model.rope import mrope_positions, sample_position_ids
+from qvltrain.text.positions import mrope_positions, sample_position_ids
 
 MERGE = 2
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen2VLForConditionalGeneration
 
-from qvltrain.data.batch import PackedBatch, pack_samples
+from qvltrain.batch import PackedBatch
+from qvltrain.data.batch import pack_samples
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import DecodedSample, SampleDecoder
 from qvltrain.data.reader import iter_shard

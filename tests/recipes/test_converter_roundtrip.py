@@ -15,7 +15,7 @@ import webdataset as wds
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import SampleDecoder
 from qvltrain.data.shards import expand_shards
-from qvltrain.data.validate import validate_shards
+from qvltrain.shards.check import check_shards
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from tests.conftest import REPO_ROOT, deadline_s
@@ -81,7 +81,7 @@ def test_converter_round_trip(module: str, tmp_path: Path) -> None:
     make_fixture, make_args, expected_texts, expected_skip = CASES[module]
     source = make_fixture(tmp_path / "source")
     result = convert(module, make_args(source, tmp_path / "source"), tmp_path / "out")
-    report = validate_shards(str(tmp_path / "out"))
+    report = check_shards(str(tmp_path / "out"))
     assert report.num_samples > 0 and not report.errors, report
     texts = "\n".join(rendered_texts(tmp_path / "out"))
     for expected in expected_texts:

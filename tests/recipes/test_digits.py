@@ -10,10 +10,10 @@ import numpy as np
 import webdataset as wds
 
 from data_recipes.digits import main
-from qvltrain.data.digits import split_indices
-from qvltrain.data.digits_tasks import draw_spec
+from data_recipes.digits_source import split_indices
+from data_recipes.digits_tasks import draw_spec
 from qvltrain.data.shards import expand_shards
-from qvltrain.data.validate import validate_shards
+from qvltrain.shards.check import check_shards
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -30,7 +30,7 @@ def test_recipe_writes_valid_deterministic_shards(tmp_path: Path) -> None:
     assert digests(tmp_path / "a") == digests(tmp_path / "b") != {}
     for task in ("caption", "grounding", "chat", "video"):
         for split in ("train", "validation"):
-            report = validate_shards(str(tmp_path / "a" / task / split))
+            report = check_shards(str(tmp_path / "a" / task / split))
             assert report.ok and report.num_samples >= 2, (task, split, report)
     video = next(
         iter(
@@ -47,9 +47,9 @@ def test_num_tokens_equal_the_rendered_length(tmp_path: Path) -> None:
     """The packer plans from meta.num_tokens: it must be the length the loader renders."""
     import json
 
+    from data_recipes.digits_tasks import IMAGE_BUDGET, VIDEO_BUDGET
     from qvltrain.data.config import DatasetConfig
     from qvltrain.data.decode import SampleDecoder
-    from qvltrain.data.digits_tasks import IMAGE_BUDGET, VIDEO_BUDGET
     from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 
     main(["--out", str(tmp_path), "--scale", "0.005", "--workers", "1", "--no-progress"])
@@ -92,7 +92,7 @@ def test_grounding_canvases_hold_one_digit_and_chat_canvases_up_to_three() -> No
 
 
 def test_caption_cards_all_resize_to_one_window_of_four_tokens() -> None:
-    from qvltrain.data.digits_tasks import IMAGE_BUDGET
+    from data_recipes.digits_tasks import IMAGE_BUDGET
     from qvltrain.vision.resize import smart_resize
 
     pool = split_indices(0.2, 0)["train"]

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import BPE
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from qvltrain.text.build_tiny_tokenizer import (
+from qvltrain.text.tiny_tokenizer import (
     add_qwen2_vl_special_tokens,
     set_qwen2_pipeline,
     write_tokenizer_dir,

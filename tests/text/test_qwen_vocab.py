@@ -7,7 +7,7 @@ import unicodedata
 
 import tiktoken
 
-from qvltrain.text.build_tiny_tokenizer import QWEN2_SPLIT_REGEX, QWEN2_VL_SPECIAL_TOKENS
+from qvltrain.text.tiny_tokenizer import QWEN2_SPLIT_REGEX, QWEN2_VL_SPECIAL_TOKENS
 from qvltrain.text.tokenizer import load_tokenizer
 
 from .qwen_vocab import QWEN2_NUM_RANKS, qwen_ranks_file, read_ranks

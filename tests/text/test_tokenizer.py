@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from qvltrain.text.build_tiny_tokenizer import QWEN2_VL_SPECIAL_TOKENS, TOTAL_VOCAB_SIZE, build_tiny_tokenizer
+from qvltrain.text.tiny_tokenizer import QWEN2_VL_SPECIAL_TOKENS, TOTAL_VOCAB_SIZE, build_tiny_tokenizer
 from qvltrain.text.tokenizer import TINY_TOKENIZER_DIR, SpecialTokens, load_tokenizer
 
 

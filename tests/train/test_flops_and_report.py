@@ -10,9 +10,9 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import Qwen2VLForConditionalGeneration
 
+from apps.report import write_report
 from qvltrain.model.build import special_token_ids
 from qvltrain.model.flavors import ModelConfig, build_hf_config
-from qvltrain.report import write_report
 from qvltrain.text.tokenizer import load_tokenizer
 from qvltrain.train.flops import ModelShape, llm_forward_flops, training_flops, vision_forward_flops
 

@@ -19,9 +19,16 @@ from tests.conftest import REPO_ROOT, deadline_s, read_jsonl
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
 
+FAULTY_ENTRY = "tests/train/faulty_entry.py"  # launch/train.py with a NaN loss injected by the test
+
 
 def launch(
-    run_dir: Path, shards: Path, stage: str, extra: list[str], env: dict | None = None
+    run_dir: Path,
+    shards: Path,
+    stage: str,
+    extra: list[str],
+    env: dict | None = None,
+    entry: str = "launch/train.py",
 ) -> subprocess.Popen:
     command = [
         str(Path(sys.executable).parent / "deepspeed"),
@@ -29,7 +36,7 @@ def launch(
         "2",
         "--master_port",
         str(free_port()),
-        "launch/train.py",
+        entry,
         f"+stage={stage}",
         f"train.run_dir={run_dir}",
         "logger=none",
@@ -146,7 +153,9 @@ def test_nonfinite_loss_on_one_rank_is_skipped_on_all(tmp_path: Path, synthetic_
             run_dir,
             synthetic_shards,
             "full_pretrain",
-            ["train.max_steps=4", "train.inject_nonfinite_loss=[2,1]"],
+            ["train.max_steps=4"],
+            env={"QVLTRAIN_TEST_NONFINITE_AT": "2,1"},
+            entry=FAULTY_ENTRY,
         )
     )
     records = per_step(run_dir)
@@ -156,14 +165,16 @@ def test_nonfinite_loss_on_one_rank_is_skipped_on_all(tmp_path: Path, synthetic_
         tmp_path / "budget",
         synthetic_shards,
         "full_pretrain",
-        ["train.max_steps=4", "train.inject_nonfinite_loss=[2,0]", "train.max_nonfinite_steps=0"],
+        ["train.max_steps=4", "train.max_nonfinite_steps=0"],
+        env={"QVLTRAIN_TEST_NONFINITE_AT": "2,0"},
+        entry=FAULTY_ENTRY,
     )
     output = finish(process, expect_ok=False)
     assert process.returncode != 0 and "non-finite loss or gradient norm" in output
 
 
 def consolidated(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
-    from qvltrain.model.export import load_consolidated_model
+    from qvltrain.train.export import load_consolidated_model
 
     return load_consolidated_model(str(run_dir / "checkpoints" / f"step_{step:06d}")).state_dict()
 

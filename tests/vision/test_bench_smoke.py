@@ -14,7 +14,7 @@ def test_quick_benchmark_writes_a_report(tmp_path: Path) -> None:
     out = tmp_path / "vision.json"
     # A subprocess: the benchmark pins itself to one core, which must not leak into pytest.
     subprocess.run(
-        [sys.executable, "-m", "qvltrain.bench.vision", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "apps.bench.vision", "--quick", "--out", str(out)],
         check=True,
         capture_output=True,
         timeout=deadline_s(120),

@@ -22,10 +22,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from qvltrain.data.schema import check_sample
-from qvltrain.data.shards import ShardWriter
-from qvltrain.data.token_count import TokenCounter, TokenSettings
-from qvltrain.data.validate import validate_shards
+from qvltrain.shards.check import check_shards
+from qvltrain.shards.schema import check_sample
+from qvltrain.shards.token_count import TokenCounter, TokenSettings
+from qvltrain.shards.writer import ShardWriter
 from qvltrain.text.errors import SkipSample
 from qvltrain.vision.errors import VisualInputError
 
@@ -218,7 +218,7 @@ def write_recipe_shards(
     write_recipe_file(options, settings, source, summary, recipe_args or {})
     if summary.num_samples:
         written = "::".join(os.path.join(options.out_dir, name) for name in summary.counts)
-        report = validate_shards(written)
+        report = check_shards(written)
         if not report.ok:
             raise RuntimeError(f"recipe {source} wrote invalid shards: {report.errors[:5]}")
     return summary

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qvltrain.data.batch import PackedBatch
+from qvltrain.batch import PackedBatch
 from qvltrain.train.distributed import all_reduce_sum
 
 
@@ -27,7 +27,7 @@ class ValidationConfig:
             raise ValueError(f"train.validation.num_batches={self.num_batches}: must be >= 0")
 
 
-def evaluate(
+def validation_metrics(
     engine, make_batches: Callable[[], Iterator[PackedBatch]], num_batches: int, device: torch.device
 ) -> dict[str, float]:
     """Collective: every rank runs `num_batches` forward passes (so ZeRO-3 gathers stay in step)."""

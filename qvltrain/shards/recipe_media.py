@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from qvltrain.data.recipe_tools import BadRecord
+from qvltrain.shards.recipe_tools import BadRecord
 from qvltrain.vision.budgets import VideoBudget
 from qvltrain.vision.image import decode_image
 from qvltrain.vision.sampling import num_sampled_frames, sample_frame_indices

@@ -1,6 +1,6 @@
 """The shard sample schema (docs/shard-format.md) as checks on one KEY.json and its media names.
 
-Pure structure: no media is decoded here (validate.py reads sizes from media headers). Each check
+Pure structure: no media is decoded here (check.py reads sizes from media headers). Each check
 returns human-readable problems instead of raising, so a validator can report every problem of a
 sample at once and a recipe can turn them into one counted bad record.
 """
@@ -11,7 +11,8 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-TASKS = ("caption", "chat", "grounding", "text", "video")
+from qvltrain.data.decode import TASKS
+
 ROLES = ("system", "user", "assistant")
 ITEM_TYPES = ("text", "ref", "box", "image", "video")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")

@@ -1,4 +1,4 @@
-"""Plots of a run a person can look at: `python -m qvltrain.report RUN` writes RUN/plots/*.png.
+"""Plots of a run a person can look at: `python -m apps.report RUN` writes RUN/plots/*.png.
 
 Drawn with Pillow (already a dependency) rather than adding matplotlib: line charts with axes,
 ticks and a legend are all a training curve needs.

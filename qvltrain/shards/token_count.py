@@ -3,7 +3,7 @@
 The count is exact, not estimated: the sample is rendered with `render_sample` under the recipe's
 tokenizer, template and budgets, with grids from `image_grid` / `video_grid` (what the loader's
 vision side produces for the same media). It stays exact only for those settings, so recipes record
-them in `<prefix>.recipe.json` and `python -m qvltrain.data.validate --check-tokens` re-checks them.
+them in `<prefix>.recipe.json` and `python -m apps.check_shards --check-tokens` re-checks them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from qvltrain.data.schema import visual_items
+from qvltrain.shards.schema import visual_items
 from qvltrain.text.config import TEMPLATES, RenderConfig
 from qvltrain.text.render import render_sample
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer

@@ -1,4 +1,4 @@
-"""The validator catches each schema violation; inspect reports; worker count never changes bytes."""
+"""The shard check catches each schema violation; shard stats report; worker count never changes bytes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from apps import check_shards, shard_stats
 from data_recipes.digits import main as digits_main
-from qvltrain.data import inspect, validate
-from qvltrain.data.shards import ShardWriter
+from qvltrain.shards.check import check_shards as check
+from qvltrain.shards.writer import ShardWriter
 
 
 def png(width: int, height: int) -> bytes:
@@ -40,7 +41,7 @@ def test_validator_reports_each_problem(tmp_path: Path) -> None:
         writer.write("outside", grounding_sample([1, 2, 70, 40], [64, 48]), {"0.png": png(64, 48)})
         writer.write("wrongsize", grounding_sample([1, 2, 30, 40], [64, 48]), {"0.png": png(48, 64)})
         writer.write("missing", grounding_sample([1, 2, 30, 40], [64, 48], "1.png"), {"0.png": png(64, 48)})
-    report = validate.validate_shards(str(tmp_path))
+    report = check(str(tmp_path))
     assert report.num_samples == 5 and not report.ok
     text = "\n".join(report.errors)
     for key, words in {
@@ -50,7 +51,7 @@ def test_validator_reports_each_problem(tmp_path: Path) -> None:
             text
         )
     assert not any(":good:" in line for line in report.errors)
-    assert validate.main([str(tmp_path)]) == 1
+    assert check_shards.main([str(tmp_path)]) == 1
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -65,7 +66,7 @@ def test_worker_count_never_changes_bytes_and_inspect_reads_the_shards(tmp_path:
     digits_main(["--out", str(tmp_path / "one"), "--workers", "1", *common])
     digits_main(["--out", str(tmp_path / "two"), "--workers", "2", *common])
     assert digests(tmp_path / "one") == digests(tmp_path / "two") != {}
-    assert validate.main([str(tmp_path / "one/video/train"), "--check-tokens"]) == 0
-    result = inspect.main([str(tmp_path / "one/grounding/train"), "--seq-len", "256", "--json"])
+    assert check_shards.main([str(tmp_path / "one/video/train"), "--check-tokens"]) == 0
+    result = shard_stats.main([str(tmp_path / "one/grounding/train"), "--seq-len", "256", "--json"])
     assert result["tasks"] == {"grounding": result["num_samples"]} and result["num_samples"] > 0
     assert 0 < result["packing"]["efficiency"] <= 1 and 0 < result["visual_share"] < 1

@@ -1,10 +1,10 @@
 """Inputs of the training benchmark: real model inputs shaped like the realistic mixture.
 
-Samples are drawn from `qvltrain.bench.mixture` (same seed, same sizes as the packing benchmark) and
+Samples are drawn from `apps.bench.mixture` (same seed, same sizes as the packing benchmark) and
 turned into `DecodedSample`s the model can train on: random text token ids (special tokens
 excluded), one visual block `<|vision_start|>` + N pads + `<|vision_end|>` per image or video with N
 from its grid, random uint8 pixels of the loader's layout, labels on the text tokens, and
-M-RoPE positions from `qvltrain.model.rope`. Pixel content does not change the speed; shapes do.
+M-RoPE positions from `qvltrain.text.positions`. Pixel content does not change the speed; shapes do.
 
 Both variants train on the same steps: a step is one pack planned by the packer, (b) trains on the
 pack, (a) on the same samples one micro-batch of `samples_per_micro_batch` at a time, padded to the
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-from qvltrain.bench.mixture import SampleSize, realistic_mixture
+from apps.bench.mixture import SampleSize, realistic_mixture
 from qvltrain.data.config import DataConfig
 from qvltrain.data.decode import DecodedSample
 from qvltrain.data.packer import Budget, PlanItem, WindowedBestFitDecreasing
-from qvltrain.model.rope import sample_position_ids
+from qvltrain.text.positions import sample_position_ids
 from qvltrain.text.tokenizer import SpecialTokens
 from qvltrain.vision.layout import TEMPORAL_PATCH_SIZE
 from qvltrain.vision.patches import VisualPatches, pixels_shape

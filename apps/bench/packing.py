@@ -1,8 +1,8 @@
 """Benchmark: packing efficiency (real tokens / slots) at seq_len 8192 on a realistic mixture.
 
-    python -m qvltrain.bench.packing [--samples 20000] [--out bench_results/packing.json]
+    python -m apps.bench.packing [--samples 20000] [--out bench_results/packing.json]
 
-Compares, on the same samples in the same arrival order (qvltrain/bench/mixture.py says how the
+Compares, on the same samples in the same arrival order (apps/bench/mixture.py says how the
 mixture is made): ours (windowed best-fit-decreasing, data.pack_window) at its default window and
 across window sizes; next-fit in arrival order; best fit over 16 open packs; and no packing at all,
 padding each micro-batch to its longest sample (samples taken in order while n * longest <= seq_len;
@@ -20,7 +20,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from qvltrain.bench.mixture import SHARES, realistic_mixture
+from apps.bench.mixture import SHARES, realistic_mixture
 from qvltrain.data.config import DataConfig
 from qvltrain.data.packer import Budget, NextFit, OnlineBestFit, PlanItem, WindowedBestFitDecreasing, plan_all
 

@@ -2,7 +2,7 @@
 
 Every sample is made from a small JSON-able spec drawn by a seeded RNG (which source digits, where),
 so the same arguments give the same bytes, and the split is by SOURCE IMAGE: a spec of the
-validation split only uses validation digits (qvltrain.data.digits.split_indices).
+validation split only uses validation digits (data_recipes.digits_source.split_indices).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import random
 
 import numpy as np
 
-from qvltrain.data.digits import digit_image, load_digits, paste_digits
-from qvltrain.data.recipe_media import encode_png, extract_frames
-from qvltrain.data.recipe_tools import RecipeSample
+from data_recipes.digits_source import digit_image, load_digits, paste_digits
+from qvltrain.shards.recipe_media import encode_png, extract_frames
+from qvltrain.shards.recipe_tools import RecipeSample
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from qvltrain.vision.resize import smart_resize
 

@@ -1,6 +1,6 @@
 """Build the tiny Qwen2-style tokenizer bundled in `qvltrain/assets/tiny_tokenizer/`.
 
-    python -m qvltrain.text.build_tiny_tokenizer [--out DIR]
+    python -m apps.build_tiny_tokenizer [--out DIR]
 
 A byte-level BPE trained with the `tokenizers` library on `TINY_CORPUS`, with Qwen2's normalizer,
 pre-tokenizer split regex and decoder, followed by every Qwen2-VL special token in Qwen2's order, so the
@@ -11,7 +11,6 @@ committed copy), so the committed files are always reproducible from this code.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -158,20 +157,3 @@ def write_tokenizer_dir(tokenizer: Tokenizer, out_dir: str | Path) -> Path:
     _write_json(out_path / "tokenizer_config.json", tokenizer_config(tokenizer))
     _write_json(out_path / "special_tokens_map.json", special_tokens_map())
     return out_path
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--out", default=str(DEFAULT_OUT_DIR), help="output directory (default: bundled asset)"
-    )
-    args = parser.parse_args(argv)
-    out_path = build_tiny_tokenizer(args.out)
-    vocab_size = Tokenizer.from_file(str(out_path / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
-    print(f"wrote tiny tokenizer ({vocab_size} tokens) to {out_path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Benchmark: images and videos to patch rows, ours vs transformers, on one core.
 
-    python -m qvltrain.bench.vision [--out bench_results/vision.json] [--quick]
+    python -m apps.bench.vision [--out bench_results/vision.json] [--quick]
 
 Images: the same JPEGs at each size through (a) transformers' PIL image processor, (b) ours as the
 loader runs it (uint8 rows), (b') ours producing the float32 reference rows, (c) bare PIL decode +

@@ -1,6 +1,6 @@
 """Benchmark: the packed loader's throughput against the bare decode + resize floor of the same samples.
 
-    python -m qvltrain.bench.loader [--samples 400] [--rounds 5] [--out bench_results/loader.json]
+    python -m apps.bench.loader [--samples 400] [--rounds 5] [--out bench_results/loader.json]
 
 Writes real shards (photo-like JPEGs of 500x375..1280x960 with captions, budget 256..1280 tokens,
 meta.num_tokens recorded) into a temporary folder, then measures on this machine:
@@ -38,10 +38,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from qvltrain.bench.vision import photo_like_jpeg, pin_to_one_core
+from apps.bench.vision import photo_like_jpeg, pin_to_one_core
 from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.loader import TrainBatches
-from qvltrain.data.shards import ShardWriter
+from qvltrain.shards.writer import ShardWriter
 from qvltrain.text.tokenizer import load_tokenizer
 from qvltrain.vision.budgets import ImageBudget
 from qvltrain.vision.image import decode_image

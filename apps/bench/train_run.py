@@ -1,6 +1,6 @@
-"""One variant of the training benchmark in this process: `python -m qvltrain.bench.train_run`.
+"""One variant of the training benchmark in this process: `python -m apps.bench.train_run`.
 
-`qvltrain.bench.train` starts one process per variant, so each variant's peak memory is its own.
+`apps.bench.train` starts one process per variant, so each variant's peak memory is its own.
 Both variants build the same model (same flavor, same seed) under the same DeepSpeed ZeRO-3 engine
 (world of one, `conf/deepspeed/zero3.yaml`, bf16 on GPU, fp32 on CPU) with the same optimizer
 (AdamW over the trainer's parameter groups, every group trainable: the full_pretrain stage), and run
@@ -26,8 +26,8 @@ import torch
 import yaml
 from torch import nn
 
-from qvltrain.bench.step_profile import DATA, GLUE, LOSS_BACKWARD, OPTIMIZER, PhaseClock, attach
-from qvltrain.bench.train_data import BenchSteps, PaddedBatch, bench_steps, pad_samples
+from apps.bench.step_profile import DATA, GLUE, LOSS_BACKWARD, OPTIMIZER, PhaseClock, attach
+from apps.bench.train_data import BenchSteps, PaddedBatch, bench_steps, pad_samples
 from qvltrain.data.batch import pack_samples
 from qvltrain.data.decode import DecodedSample
 from qvltrain.model.flavors import ModelConfig
@@ -122,37 +122,32 @@ class BaselineModule(nn.Module):
 
 
 def build_engine(options: RunOptions, model_config: ModelConfig, tokenizer, on_gpu: bool):
-    import deepspeed
-    from transformers.integrations import HfDeepSpeedConfig
-
-    from qvltrain.model.build import build_model
-    from qvltrain.model.train_module import VisionLanguageTrainModule, enable_activation_checkpointing
+    """The trainer's own engine (qvltrain.train.engine), with the baseline's module in variant (a)."""
+    from qvltrain.model.train_module import enable_activation_checkpointing
     from qvltrain.train.deepspeed_config import resolve_deepspeed_config
-    from qvltrain.train.stages import apply_stage_freezing, parameter_groups
-    from qvltrain.train.trainer import seed_everything
+    from qvltrain.train.engine import build_engine as build_training_engine
 
     base = yaml.safe_load((CONF_DIR / "deepspeed" / "zero3.yaml").read_text())
     # One micro-batch per engine step in DeepSpeed's count; the loop sets the accumulation boundary.
     ds_config = resolve_deepspeed_config(
         base, micro_batch_size=1, grad_accum_steps=1, world_size=1, on_gpu=on_gpu
     )
-    keep_alive = HfDeepSpeedConfig(ds_config)  # transformers enters zero.Init while it lives
-    seed_everything(options.seed)
-    model = build_model(model_config, tokenizer, zero3=True)
     stage = StageConfig(name="full_pretrain", trainable=list(MODULE_GROUPS), template="plain")
-    apply_stage_freezing(model, stage)
-    if options.variant == "packed":
-        module = VisionLanguageTrainModule(
-            model,
-            loss_chunk_tokens=model_config.loss_chunk_tokens,
-            activation_checkpointing=model_config.activation_checkpointing,
-        )
-    else:
-        module = BaselineModule(model)
+
+    def baseline(model):
         enable_activation_checkpointing(model, model_config.activation_checkpointing)
-    optimizer = torch.optim.AdamW(parameter_groups(module, stage, 0.1), betas=(0.9, 0.95), foreach=False)
-    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
-    del keep_alive
+        return BaselineModule(model)
+
+    engine, _ = build_training_engine(
+        model_config,
+        stage,
+        ds_config,
+        tokenizer,
+        seed=options.seed,
+        weight_decay=0.1,
+        adam_betas=(0.9, 0.95),
+        wrap=None if options.variant == "packed" else baseline,
+    )
     return engine
 
 

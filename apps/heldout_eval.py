@@ -1,7 +1,7 @@
 """Held-out task metrics of an exported model, by greedy generation with transformers.
 
-    python -m qvltrain.evaluate EXPORT_DIR --shards data/digits/caption/validation --task caption
-    python -m qvltrain.evaluate EXPORT_DIR --shards data/digits/grounding/validation --task grounding
+    python -m apps.heldout_eval EXPORT_DIR --shards data/digits/caption/validation --task caption
+    python -m apps.heldout_eval EXPORT_DIR --shards data/digits/grounding/validation --task grounding
 
 Each shard sample is rendered with the chatml template exactly as in training; the prompt is
 everything before the last trained (assistant) span, the reference is that span. `caption` scores

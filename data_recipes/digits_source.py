@@ -1,4 +1,4 @@
-"""The handwritten digits shipped in qvltrain/assets/digits (scikit-learn's copy of UCI optdigits).
+"""The handwritten digits shipped in data_recipes/assets/digits (scikit-learn's copy of UCI optdigits).
 
 1797 bitmaps of 8x8 grey levels 0..16 with labels 0..9; see the asset's README for origin and
 license. numpy and gzip only: scikit-learn is not a dependency.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DIGITS_FILE = Path(__file__).resolve().parent.parent / "assets" / "digits" / "digits.csv.gz"
+DIGITS_FILE = Path(__file__).resolve().parent / "assets" / "digits" / "digits.csv.gz"
 NUM_DIGIT_IMAGES = 1797
 MAX_GREY_LEVEL = 16
 

@@ -1,6 +1,6 @@
-"""Validate written shards against docs/shard-format.md: schema, media, sizes, index, token counts.
+"""Check written shards against docs/shard-format.md: schema, media, sizes, index, token counts.
 
-    python -m qvltrain.data.validate data/digits/train [--check-tokens] [--max-errors 20]
+    report = check_shards("data/digits/caption/train")      # CLI: python -m apps.check_shards
 
 Every recipe runs this on what it writes; users run it on their own shards before training. Media
 sizes are read from file headers only (no pixel is decoded), so a pass over a dataset is quick.
@@ -8,11 +8,9 @@ sizes are read from file headers only (no pixel is decoded), so a pass over a da
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
-import sys
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -20,8 +18,8 @@ from dataclasses import dataclass, field
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from qvltrain.data.schema import check_sample, media_files, visual_items
 from qvltrain.data.shards import expand_shards
+from qvltrain.shards.schema import check_sample, media_files, visual_items
 
 
 @dataclass
@@ -35,7 +33,7 @@ class ShardSample:
 
 
 @dataclass
-class ValidationReport:
+class CheckReport:
     """Outcome of validating a set of shards; valid when `num_errors` is 0."""
 
     num_shards: int = 0
@@ -146,13 +144,13 @@ def read_index_counts(shards: list[str]) -> dict[str, int]:
     return counts
 
 
-def validate_shards(spec: str, token_checker=None, max_errors: int = 50) -> ValidationReport:
+def check_shards(spec: str, token_checker=None, max_errors: int = 50) -> CheckReport:
     """Check every sample of the shards `spec` names (a folder, pattern or list joined by '::').
 
     token_checker: optional callable(sample, shard) -> problem or None (see token_count.TokenChecker).
     """
     shards = expand_shards(spec)
-    report = ValidationReport(num_shards=len(shards))
+    report = CheckReport(num_shards=len(shards))
     index_counts = read_index_counts(shards)
     seen_keys: dict[str, str] = {}
 
@@ -185,29 +183,3 @@ def validate_shards(spec: str, token_checker=None, max_errors: int = 50) -> Vali
         if expected is not None and expected != num_in_shard:
             problem(shard, "-", f"index says {expected} samples, the tar holds {num_in_shard}")
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("shards", help="folder of *.tar, brace pattern or glob ('::' joins several)")
-    parser.add_argument(
-        "--check-tokens",
-        action="store_true",
-        help="recompute meta.num_tokens with the settings in <prefix>.recipe.json beside the shards",
-    )
-    parser.add_argument("--max-errors", type=int, default=20, help="problems printed (all are counted)")
-    args = parser.parse_args(argv)
-    checker = None
-    if args.check_tokens:
-        from qvltrain.data.token_count import TokenChecker
-
-        checker = TokenChecker.from_recipe_files(expand_shards(args.shards))
-    report = validate_shards(args.shards, checker, max_errors=args.max_errors)
-    for line in report.errors:
-        print(line)
-    print(report.summary())
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

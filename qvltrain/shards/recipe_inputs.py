@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from qvltrain.data.recipe_tools import BadRecord, SourceRecord, UnparsableRecord
+from qvltrain.shards.recipe_tools import BadRecord, SourceRecord, UnparsableRecord
 
 ROLE_NAMES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",

@@ -1,6 +1,6 @@
 """Benchmark: training-step speed, (a) a baseline as users run today vs (b) qvltrain, same device.
 
-    python -m qvltrain.bench.train [--flavor tiny|qwen2vl_2b] [--seq-len 8192] [--num-tokens N]
+    python -m apps.bench.train [--flavor tiny|qwen2vl_2b] [--seq-len 8192] [--num-tokens N]
         [--activation-checkpointing none|llm|vision|both] [--samples-per-micro-batch 1]
         [--out bench_results/train.json]
 
@@ -15,7 +15,7 @@ fp32 on CPU, bf16 on GPU. Each variant runs in its own process (peak memory is i
 CPU, torch.cuda.max_memory_allocated on GPU); forward + backward + optimizer step are timed after
 warm-up, fastest of `--rounds` passes. Model FLOPs (qvltrain/train/flops.py) count the useful work
 of the samples, identical for both variants; MFU needs the device's peak (GPU, or --peak-flops).
-The JSON also holds a phase profile of one step of each variant (qvltrain/bench/step_profile.py).
+The JSON also holds a phase profile of one step of each variant (apps/bench/step_profile.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from qvltrain.bench.step_profile import PHASES
-from qvltrain.bench.train_run import VARIANTS
+from apps.bench.step_profile import PHASES
+from apps.bench.train_run import VARIANTS
 
 
 def label(variant: str, result: dict) -> str:
@@ -47,7 +47,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         result_path = Path(folder) / f"{variant}.json"
         command = [
-            sys.executable, "-m", "qvltrain.bench.train_run", "--variant", variant,
+            sys.executable, "-m", "apps.bench.train_run", "--variant", variant,
             "--flavor", args.flavor, "--seq-len", str(args.seq_len), "--num-tokens", str(args.num_tokens),
             "--samples-per-micro-batch", str(args.samples_per_micro_batch),
             "--warmup-steps", str(args.warmup_steps), "--rounds", str(args.rounds),

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from qvltrain.data.recipe_tools import (
+from qvltrain.shards.recipe_tools import (
     Converter,
     ShardOptions,
     SourceRecord,
     WriteSummary,
     write_recipe_shards,
 )
-from qvltrain.data.token_count import TokenSettings
+from qvltrain.shards.token_count import TokenSettings
 from qvltrain.text.config import TEMPLATES
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 

@@ -1,0 +1,68 @@
+"""build_engine: the model (partitioned at creation under ZeRO-3), stage freezing, AdamW, DeepSpeed.
+
+One function for the trainer and the training benchmark (apps/bench/train_run.py), so the benchmark
+measures exactly the engine a run trains with.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from qvltrain.model.flavors import ModelConfig
+from qvltrain.train.deepspeed_config import is_zero3
+from qvltrain.train.stages import StageConfig, apply_stage_freezing, parameter_groups
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_module(model, model_config: ModelConfig, stage: StageConfig):
+    """The module a run trains: qvltrain's packed forward with the stage's tower and the config's
+    loss chunking and activation checkpointing."""
+    from qvltrain.model.train_module import VisionLanguageTrainModule
+
+    return VisionLanguageTrainModule(
+        model,
+        frozen_vision_tower="vision_tower" not in stage.trainable,
+        loss_chunk_tokens=model_config.loss_chunk_tokens,
+        activation_checkpointing=model_config.activation_checkpointing,
+    )
+
+
+def build_engine(
+    model_config: ModelConfig,
+    stage: StageConfig,
+    ds_config: dict,
+    tokenizer,
+    *,
+    seed: int,
+    weight_decay: float,
+    adam_betas: tuple[float, float],
+    wrap: Callable | None = None,
+):
+    """(DeepSpeed engine, trainable parameter count). `wrap(model) -> nn.Module` replaces the default
+    `train_module` (the benchmark's HF-style baseline); every rank gets identical initial weights."""
+    import deepspeed
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from qvltrain.model.build import build_model
+
+    # transformers enters deepspeed.zero.Init while this object is alive (weakref), so keep it until
+    # the engine exists.
+    hf_deepspeed_config = HfDeepSpeedConfig(ds_config) if is_zero3(ds_config) else None
+    seed_everything(seed)
+    model = build_model(model_config, tokenizer, zero3=hf_deepspeed_config is not None)
+    trainable_numel = apply_stage_freezing(model, stage)
+    module = wrap(model) if wrap is not None else train_module(model, model_config, stage)
+    groups = parameter_groups(module, stage, weight_decay)
+    optimizer = torch.optim.AdamW(groups, betas=tuple(adam_betas), foreach=False)
+    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
+    del hf_deepspeed_config
+    return engine, trainable_numel
