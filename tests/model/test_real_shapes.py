@@ -14,8 +14,6 @@ import copy
 import json
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -105,10 +103,7 @@ def test_zero3_step_export_and_from_pretrained_at_real_width(
 ) -> None:
     from transformers import Qwen2VLForConditionalGeneration
 
-    from qvltrain.config import to_typed
-    from qvltrain.data.loader import TrainBatches
-    from tests.conftest import REPO_ROOT
-    from tests.train.test_resume_export import finish, launch, per_step
+    from tests.train.test_resume_export import export_run, exported_validation_loss, finish, launch, per_step
 
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
     # 128-token packs (the synthetic captions are 10..75 tokens) keep the 7B layer's step short.
@@ -127,24 +122,11 @@ def test_zero3_step_export_and_from_pretrained_at_real_width(
     record = per_step(run_dir)[1]
     assert torch.isfinite(torch.tensor(record["loss"])) and record["grad_norm"] > 0
 
-    result = subprocess.run(
-        [sys.executable, "launch/export_hf.py", str(run_dir), str(export_dir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    export_run(run_dir, export_dir)
     model = Qwen2VLForConditionalGeneration.from_pretrained(export_dir, local_files_only=True).eval()
     hidden, heads, kv_heads, *_ = RELEASE_SHAPES[flavor]
     assert model.model.language_model.layers[0].self_attn.k_proj.weight.shape == (kv_heads * 128, hidden)
 
-    config = to_typed(compose_config(["+stage=full_pretrain", *data_overrides]))
-    module = VisionLanguageTrainModule(model)
-    tokenizer = load_tokenizer(str(export_dir))
-    loss_sum = tokens = 0.0
-    with torch.no_grad():
-        for rank in (0, 1):  # the engine validated 1 micro-batch on each of its 2 ranks
-            batches = TrainBatches(config.data, "plain", tokenizer, rank, 2, datasets=config.data.validation)
-            batch_sum, batch_tokens, _ = module(next(batches))
-            loss_sum, tokens = loss_sum + float(batch_sum), tokens + float(batch_tokens)
-    assert loss_sum / tokens == pytest.approx(record["val_loss"], rel=1e-4, abs=1e-5)
+    # the engine validated 1 micro-batch on each of its 2 ranks
+    val_loss = exported_validation_loss(model, export_dir, data_overrides, batches_per_rank=1)
+    assert val_loss == pytest.approx(record["val_loss"], rel=1e-4, abs=1e-5)

@@ -202,14 +202,43 @@ def test_frozen_weights_stay_bit_identical(
     assert any(not torch.equal(first[name], last[name]) for name in trained)
 
 
-def test_export_loads_in_transformers_and_matches_the_engine(tmp_path: Path, synthetic_shards: Path) -> None:
-    from transformers import Qwen2VLForConditionalGeneration
+def export_run(run_dir: Path, export_dir: Path) -> None:
+    """launch/export_hf.py RUN OUT, as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "launch/export_hf.py", str(run_dir), str(export_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
 
+
+def exported_validation_loss(
+    model, export_dir: Path, data_overrides: list[str], batches_per_rank: int
+) -> float:
+    """The validation loss of a 2-rank engine, recomputed from its export: the same packs each rank
+    validated (`batches_per_rank` each), through our training forward of the exported model."""
     from qvltrain.config import to_typed
     from qvltrain.data.loader import TrainBatches
     from qvltrain.model.train_module import VisionLanguageTrainModule
     from qvltrain.text.tokenizer import load_tokenizer
     from tests.test_config import compose_config
+
+    config = to_typed(compose_config(["+stage=full_pretrain", *data_overrides]))
+    module = VisionLanguageTrainModule(model)
+    tokenizer = load_tokenizer(str(export_dir))
+    loss_sum = tokens = 0.0
+    with torch.no_grad():
+        for rank in (0, 1):
+            batches = TrainBatches(config.data, "plain", tokenizer, rank, 2, datasets=config.data.validation)
+            for _ in range(batches_per_rank):
+                batch_sum, batch_tokens, _ = module(next(batches))
+                loss_sum, tokens = loss_sum + float(batch_sum), tokens + float(batch_tokens)
+    return loss_sum / tokens
+
+
+def test_export_loads_in_transformers_and_matches_the_engine(tmp_path: Path, synthetic_shards: Path) -> None:
+    from transformers import Qwen2VLForConditionalGeneration
 
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
     overrides = [
@@ -225,28 +254,18 @@ def test_export_loads_in_transformers_and_matches_the_engine(tmp_path: Path, syn
         )
     )
     engine_val_loss = per_step(run_dir)[3]["val_loss"]
-    result = subprocess.run(
-        [sys.executable, "launch/export_hf.py", str(run_dir), str(export_dir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    export_run(run_dir, export_dir)
     # The rule the positions were trained with travels in the export (model.position_rule, default paper).
     assert json.loads((export_dir / "config.json").read_text())["qvltrain_position_rule"] == "paper"
 
     model = Qwen2VLForConditionalGeneration.from_pretrained(export_dir, local_files_only=True).eval()
+    # the engine validated 2 micro-batches on each of its 2 ranks
+    val_loss = exported_validation_loss(model, export_dir, overrides, batches_per_rank=2)
+    assert val_loss == pytest.approx(engine_val_loss, rel=1e-5, abs=1e-6)
+
+    from qvltrain.text.tokenizer import load_tokenizer
+
     tokenizer = load_tokenizer(str(export_dir))
-    config = to_typed(compose_config(["+stage=full_pretrain", *overrides]))
-    module = VisionLanguageTrainModule(model)
-    loss_sum = tokens = 0.0
-    with torch.no_grad():
-        for rank in (0, 1):  # the engine validated 2 micro-batches on each of its 2 ranks
-            batches = TrainBatches(config.data, "plain", tokenizer, rank, 2, datasets=config.data.validation)
-            for _ in range(2):
-                batch_sum, batch_tokens, _ = module(next(batches))
-                loss_sum, tokens = loss_sum + float(batch_sum), tokens + float(batch_tokens)
-    assert loss_sum / tokens == pytest.approx(engine_val_loss, rel=1e-5, abs=1e-6)
 
     prompt = tokenizer("a red", return_tensors="pt")
     generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
