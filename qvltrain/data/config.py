@@ -61,6 +61,10 @@ class DataConfig:
     """Samples held (encoded) per dataset and reader for shuffling; 1 keeps shard order."""
     max_consecutive_failures: int = 100
     """Consecutive bad samples that stop the run with an error (invariant 7)."""
+    balance_lookahead: int = 0
+    """Planned packs each reader holds to balance ranks by cost (qvltrain/data/balance.py); 0: planning order."""
+    balance_calibration: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    """Relative seconds per FLOP of the cost terms (LLM token, LLM pair, vision patch, vision pair), from apps.bench.cost_fit."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -73,6 +77,13 @@ class DataConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"data.{name}={getattr(self, name)}: must be positive")
+        if self.balance_lookahead < 0:
+            raise ValueError(f"data.balance_lookahead={self.balance_lookahead}: must be >= 0 (0 turns it off)")
+        if len(self.balance_calibration) != 4 or not all(value > 0 for value in self.balance_calibration):
+            raise ValueError(
+                f"data.balance_calibration={list(self.balance_calibration)}: expected 4 positive numbers "
+                "(LLM token, LLM pair, vision patch, vision pair)"
+            )
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers={self.num_workers}: must be >= 0")
         if self.max_patches < 4:

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from qvltrain.batch import PackedBatch
+from qvltrain.data.balance import CostModel
 from qvltrain.data.batch import concat_packs
 from qvltrain.data.config import DataConfig
 from qvltrain.data.decode import SampleDecoder
@@ -69,6 +70,7 @@ class TrainBatches:
         world_size: int,
         datasets=None,
         position_rule: str = "paper",
+        cost_model: CostModel | None = None,
     ):
         datasets = config.train if datasets is None else datasets
         if not datasets:
@@ -83,6 +85,9 @@ class TrainBatches:
             shards=[dataset_shards(d.name, d.shards, world_size * num_logical) for d in datasets],
             decoders=[SampleDecoder(d, template, info, config.seq_len, position_rule) for d in datasets],
             pad_id=info.special.pad,
+            # The balance's sample costs (data.balance_lookahead): the model's FLOPs (default
+            # Qwen2-VL-2B's) times the calibrated seconds per FLOP of each term.
+            cost_model=(cost_model or CostModel()).scaled(config.balance_calibration),
         )
         self._states: list[dict | None] = [None] * num_logical
         self._consumed = 0

@@ -34,6 +34,8 @@ class PlanItem:
     """ViT patch rows (t*h*w summed over the sample's images and videos), at most max_patches."""
     arrival: int = 0
     """Arrival index; breaks ties so plans are reproducible."""
+    cost: float = 0.0
+    """Relative compute cost from metadata (`qvltrain.data.balance.CostModel`); only balancing reads it."""
 
 
 @dataclass
@@ -102,10 +104,14 @@ class WindowedBestFitDecreasing:
     (end of finite data, benchmarks).
     """
 
-    def __init__(self, budget: Budget, window: int = 256, carry_packs: int = 1):
-        if window < 1 or carry_packs < 0:
-            raise ValueError(f"packer: window={window} must be >= 1 and carry_packs={carry_packs} >= 0")
+    def __init__(self, budget: Budget, window: int = 256, carry_packs: int = 1, min_ready: int = 1):
+        if window < 1 or carry_packs < 0 or min_ready < 1:
+            raise ValueError(
+                f"packer: window={window} and min_ready={min_ready} must be >= 1, carry_packs={carry_packs} >= 0"
+            )
         self.budget, self.window, self.carry_packs = budget, window, carry_packs
+        self.min_ready = min_ready
+        """A round runs only while fewer packs than this are ready (the balance's lookahead)."""
         self.pending: list[PlanItem] = []
         """Items waiting in the window, in arrival order."""
         self.ready: deque[list[PlanItem]] = deque()
@@ -114,7 +120,7 @@ class WindowedBestFitDecreasing:
     def add(self, item: PlanItem) -> None:
         self.budget.check(item)
         self.pending.append(item)
-        if len(self.pending) >= self.window and not self.ready:
+        if len(self.pending) >= self.window and len(self.ready) < self.min_ready:
             self._round(final=False)
 
     def pop(self) -> list[PlanItem] | None:

@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 
 from qvltrain.batch import PackedBatch
+from qvltrain.data.balance import CostModel, decoded_slices, planned_slices, take, target_quantile
 from qvltrain.data.batch import PackAssembler
 from qvltrain.data.config import DataConfig, DatasetConfig
 from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder, parse_record
@@ -40,6 +41,8 @@ class PipelineSetup:
     """All shards of each dataset (expanded once, in the main process)."""
     decoders: list[SampleDecoder]
     pad_id: int
+    cost_model: CostModel | None = None
+    """Sample costs for `data.balance_lookahead` (None: Qwen2-VL-2B FLOPs, qvltrain/data/balance.py)."""
 
 
 @dataclass
@@ -63,7 +66,16 @@ class ReaderPipeline:
         ]
         self.weights = [d.weight for d in setup.datasets]
         self.mixture_rng = random.Random(f"{config.seed}-mixture-{reader}")
-        self.planner = WindowedBestFitDecreasing(self.budget, window=config.pack_window)
+        # Balance (qvltrain/data/balance.py): keep `lookahead` planned packs and take, for this rank's
+        # k-th pack, the one at the shared quantile q_k of their costs. This reader makes the rank's
+        # packs k = n * slots + slot (DataLoader workers take turns, data.loader).
+        self.lookahead = config.balance_lookahead
+        self.slots = max(1, config.num_workers)
+        self.slot = reader % self.slots
+        self.cost_model = setup.cost_model or CostModel()
+        self.planner = WindowedBestFitDecreasing(
+            self.budget, window=config.pack_window, min_ready=max(1, self.lookahead)
+        )
         self.admitted: dict[int, _Admitted] = {}  # by arrival: every sample in the planner
         self.num_arrivals = 0
         self.num_packs = 0
@@ -114,6 +126,14 @@ class ReaderPipeline:
             num_patches=min(num_patches, self.budget.max_patches),
             arrival=self.num_arrivals,
         )
+        if self.lookahead:
+            if decoded is not None:
+                slices = decoded_slices(decoded.patches)
+            else:
+                video = dataset.video_budget
+                frame_patches = (video.max_pixels if video else dataset.image_budget.max_pixels) // 196
+                slices = planned_slices(record, dataset.image_budget, frame_patches, item.num_patches)
+            item.cost = self.cost_model.sample_cost(item.num_tokens, slices)
         self.admitted[item.arrival] = _Admitted(raw, index, record, item, decoded)
         self.num_arrivals += 1
         self.planner.add(item)
@@ -129,8 +149,14 @@ class ReaderPipeline:
 
     # --- emission: decode the planned pack ---------------------------------------------------
     def next_pack(self) -> PackedBatch:
-        while (plan := self.planner.pop()) is None:
-            self._admit_one()
+        if self.lookahead:
+            while len(self.planner.ready) < self.lookahead:
+                self._admit_one()
+            pack_index = self.num_packs * self.slots + self.slot  # the rank's pack index
+            plan = take(self.planner.ready, target_quantile(self.setup.config.seed, pack_index))
+        else:
+            while (plan := self.planner.pop()) is None:
+                self._admit_one()
         pack = PackAssembler(self.budget.seq_len, self.setup.pad_id)
         for item in plan:
             admitted = self.admitted.pop(item.arrival)
@@ -145,6 +171,10 @@ class ReaderPipeline:
             if not pack.fits(decoded, self.budget.max_patches):
                 # The metadata under-stated this sample: plan it again at its true size.
                 admitted.item = PlanItem(item.key, len(decoded.input_ids), decoded.num_patches, item.arrival)
+                if self.lookahead:
+                    admitted.item.cost = self.cost_model.sample_cost(
+                        admitted.item.num_tokens, decoded_slices(decoded.patches)
+                    )
                 admitted.decoded = None
                 self.admitted[item.arrival] = admitted
                 self.planner.pending.append(admitted.item)
@@ -166,6 +196,7 @@ class ReaderPipeline:
             item.arrival,
             item.num_tokens,
             item.num_patches,
+            item.cost,
         )
 
     def state_dict(self) -> dict:
@@ -202,9 +233,10 @@ class ReaderPipeline:
         refs = list(state["pending"]) + [ref for pack in state["ready"] for ref in pack]
         raws = reread([(url, ordinal, key) for _, url, ordinal, key, *_ in refs])
         self.admitted = {}
-        for (dataset, _, _, key, arrival, num_tokens, num_patches), raw in zip(refs, raws, strict=True):
+        for ref, raw in zip(refs, raws, strict=True):
+            dataset, _, _, key, arrival, num_tokens, num_patches, *cost = ref  # cost: the balance's
             record = parse_record(raw.members.get("json"), raw.key, raw.url)
-            item = PlanItem(key, num_tokens, num_patches, arrival)
+            item = PlanItem(key, num_tokens, num_patches, arrival, *cost)
             self.admitted[arrival] = _Admitted(raw, dataset, record, item)
         self.planner.pending = [self.admitted[ref[4]].item for ref in state["pending"]]
         self.planner.ready.clear()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from qvltrain.data.balance import CostModel
+
 PEAK_BF16_FLOPS = {
     # Dense bf16 tensor-core peaks from the vendors' datasheets (no sparsity).
     "H100 SXM": 989e12,
@@ -121,3 +123,45 @@ def training_flops(
     # The LLM always needs activation gradients (something trains, and the vision side sits before it).
     llm_passes = 2 + int("llm" in trainable)
     return tower_passes * tower + merger_passes * merger + llm_passes * llm
+
+
+QWEN2VL_2B = ModelShape(
+    hidden=1536,
+    intermediate=8960,
+    num_layers=28,
+    num_heads=12,
+    num_kv_heads=2,
+    vocab=151936,
+    vision_dim=1280,
+    vision_mlp=5120,
+    vision_depth=32,
+    patch_dim=1176,
+    merge_unit=4,
+)
+"""Qwen2-VL-2B-Instruct's shape (its config.json), the default of the balance cost model."""
+
+
+def balance_cost_model(shape: ModelShape, trainable: Sequence[str]) -> CostModel:
+    """The data balance's `CostModel` in training FLOPs of this shape under a stage's trainable groups.
+
+    Each coefficient is read off the FLOP functions above (so the two never disagree): LLM FLOPs of
+    one sample of L tokens are t*L + p*L(L+1)/2, vision FLOPs of one slice of P patches c*P + d*P^2.
+    """
+    passes = {  # the pass counts of training_flops
+        "tower": 3 if "vision_tower" in trainable else 1,
+        "merger": 1 + int("vision_tower" in trainable or "merger" in trainable) + int("merger" in trainable),
+        "llm": 2 + int("llm" in trainable),
+    }
+    one, two = llm_forward_flops(shape, [1], 1), llm_forward_flops(shape, [2], 2)
+    llm_pair = two - 2 * one  # f(2) - 2 f(1) = p (3p - 2p), the linear parts cancel
+    llm_token = one - llm_pair
+    (tower_one, _), (tower_two, _) = (vision_forward_flops(shape, [(1, 1, n)]) for n in (1, 2))
+    vision_pair = (tower_two - 2 * tower_one) / 2  # g(2) - 2 g(1) = 2d
+    vision_patch = tower_one - vision_pair
+    _, merger = vision_forward_flops(shape, [(1, 1, shape.merge_unit)])
+    return CostModel(
+        llm_token=passes["llm"] * llm_token,
+        llm_pair=passes["llm"] * llm_pair,
+        vision_patch=passes["tower"] * vision_patch + passes["merger"] * merger / shape.merge_unit,
+        vision_pair=passes["tower"] * vision_pair,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 
 import torch
@@ -51,3 +52,26 @@ def peak_memory_gb(device: torch.device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+class WaitClock:
+    """How much of a span this rank spent waiting (at the step's collectives) rather than working.
+
+    On a CPU rank, work is CPU time: this process's CPU seconds over the span divided by torch's
+    intra-op threads, and the rest of the wall time is time blocked in gloo's collectives (ZeRO-3's
+    parameter gathers and gradient reductions wait there for the slowest rank). Exact with one torch
+    thread per rank and no other load on the cores; spinning OpenMP threads or a busy machine blur it.
+    None on a GPU, where the host's CPU time says nothing about the device's work.
+    """
+
+    def __init__(self, device: torch.device):
+        self.enabled = device.type == "cpu"
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def wait_seconds(self) -> float | None:
+        """Wall time since construction minus the work done in it (>= 0), or None on a GPU."""
+        if not self.enabled:
+            return None
+        wall = time.perf_counter() - self.wall
+        work = (time.process_time() - self.cpu) / max(1, torch.get_num_threads())
+        return max(0.0, wall - work)

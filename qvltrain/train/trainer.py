@@ -18,9 +18,9 @@ from qvltrain.train.config import Config
 from qvltrain.train.deepspeed_config import resolve_deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed, publish_rank
 from qvltrain.train.engine import build_engine
-from qvltrain.train.flops import ModelShape, device_peak_flops
+from qvltrain.train.flops import ModelShape, balance_cost_model, device_peak_flops
 from qvltrain.train.loggers import MetricsLogger
-from qvltrain.train.metrics import StepCounts, peak_memory_gb
+from qvltrain.train.metrics import StepCounts, WaitClock, peak_memory_gb
 from qvltrain.train.progress import ProgressBar
 from qvltrain.train.schedule import lr_multiplier
 from qvltrain.train.signals import StopRequest
@@ -86,6 +86,7 @@ class Trainer:
             weight_decay=config.train.weight_decay,
             adam_betas=config.train.adam_betas,
         )
+        self.model_shape = ModelShape.from_hf_config(self.engine.module.model.config)
         self.batches: Iterator[PackedBatch] = TrainBatches(
             config.data,
             config.stage.template,
@@ -93,12 +94,12 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
             position_rule=config.model.position_rule,
+            cost_model=balance_cost_model(self.model_shape, config.stage.trainable),
         )
         self.logger = MetricsLogger(
             config.logger, self.run_dir, config.stage.name, resolved_config, enabled=self.rank == 0
         )
         self.resolved_config = resolved_config
-        self.model_shape = ModelShape.from_hf_config(self.engine.module.model.config)
         self.pad_id = self.tokenizer.pad_token_id
         self.peak_flops = device_peak_flops(config.train.peak_flops)
         self.start_step = 0
@@ -198,6 +199,7 @@ class Trainer:
         start = time.perf_counter()
         micro_batches = [next(self.batches) for _ in range(grad_accum_steps)]
         data_seconds = time.perf_counter() - start
+        wait_clock = WaitClock(self.device)  # from here on, time not spent working is spent waiting
         # Invariant 4: the step loss is the sum of token losses over the global loss-token count.
         local_loss_tokens = sum(batch.num_loss_tokens for batch in micro_batches)
         (global_loss_tokens,) = all_reduce_sum([local_loss_tokens], self.device)
@@ -212,11 +214,14 @@ class Trainer:
             self.engine.backward(loss_sum * scale)
             self.engine.step()
             local_loss_sum += float(loss_sum.detach())
+        wait_seconds = wait_clock.wait_seconds()
         counts = StepCounts()
         for batch in micro_batches:
             counts.add_batch(batch, self.model_shape, self.config.stage.trainable, self.pad_id)
-        global_loss_sum, stop_votes, *global_counts = all_reduce_sum(
-            [local_loss_sum, float(self.stop_request.requested), *counts.as_list()], self.device
+        local_wait_share = wait_seconds / (time.perf_counter() - start) if wait_seconds is not None else 0.0
+        global_loss_sum, stop_votes, wait_share_sum, *global_counts = all_reduce_sum(
+            [local_loss_sum, float(self.stop_request.requested), local_wait_share, *counts.as_list()],
+            self.device,
         )
         counts = StepCounts.from_list(global_counts)
         global_real_tokens = counts.real_tokens
@@ -244,6 +249,8 @@ class Trainer:
             "loss_tokens": int(global_loss_tokens),
             "tokens_seen": self.tokens_seen,
             "data_wait_share": data_seconds / seconds,
+            # Mean over ranks of the step's share each spent blocked at collectives (CPU ranks only).
+            "rank_wait_share": wait_share_sum / self.world_size if wait_seconds is not None else None,
             "step_seconds": seconds,
             "peak_memory_gb": peak_memory_gb(self.device),
             **rates,
