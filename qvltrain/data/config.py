@@ -61,6 +61,10 @@ class DataConfig:
     """Samples held (encoded) per dataset and reader for shuffling; 1 keeps shard order."""
     max_consecutive_failures: int = 100
     """Consecutive bad samples that stop the run with an error (invariant 7)."""
+    max_skip_fraction: float = 0.5
+    """Skipped share of a dataset's last skip_window samples (per reader) that stops the run; 1.0 turns it off."""
+    skip_window: int = 1000
+    """Samples per dataset and reader the skip fraction is measured over (checked once the window is full)."""
     balance_lookahead: int = 0
     """Planned packs each reader holds to balance ranks by cost (qvltrain/data/balance.py); 0: planning order."""
     balance_calibration: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
@@ -74,11 +78,18 @@ class DataConfig:
             "pack_window",
             "shuffle_buffer",
             "max_consecutive_failures",
+            "skip_window",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"data.{name}={getattr(self, name)}: must be positive")
+        if not 0.0 < self.max_skip_fraction <= 1.0:
+            raise ValueError(
+                f"data.max_skip_fraction={self.max_skip_fraction}: must be in (0, 1] (1 turns it off)"
+            )
         if self.balance_lookahead < 0:
-            raise ValueError(f"data.balance_lookahead={self.balance_lookahead}: must be >= 0 (0 turns it off)")
+            raise ValueError(
+                f"data.balance_lookahead={self.balance_lookahead}: must be >= 0 (0 turns it off)"
+            )
         if len(self.balance_calibration) != 4 or not all(value > 0 for value in self.balance_calibration):
             raise ValueError(
                 f"data.balance_calibration={list(self.balance_calibration)}: expected 4 positive numbers "

@@ -59,7 +59,7 @@ class ReaderPipeline:
         config = setup.config
         self.setup, self.reader, self.num_readers = setup, reader, num_readers
         self.budget = Budget(seq_len=config.seq_len, max_patches=config.max_patches)
-        self.skips = SkipLog(config.max_consecutive_failures)
+        self.skips = SkipLog(config.max_consecutive_failures, config.max_skip_fraction, config.skip_window)
         self.streams = [
             DatasetStream(d.name, shards, config.seed, reader, num_readers, config.shuffle_buffer, self.skips)
             for d, shards in zip(setup.datasets, setup.shards, strict=True)
@@ -117,7 +117,9 @@ class ReaderPipeline:
             else:
                 num_patches = self._planned_patches(record, dataset, num_tokens)
         except BadSample as error:
-            self.skips.skip(error.reason, error.key, error.shard, str(error), stage="read")
+            self.skips.skip(
+                error.reason, error.key, error.shard, str(error), stage="read", dataset=dataset.name
+            )
             return
         self.skips.success("read")
         item = PlanItem(
@@ -165,7 +167,10 @@ class ReaderPipeline:
                     self.setup.decoders[admitted.dataset], admitted.record, admitted.raw
                 )
             except BadSample as error:
-                self.skips.skip(error.reason, error.key, error.shard, str(error), stage="decode")
+                self.skips.skip(
+                    error.reason, error.key, error.shard, str(error), stage="decode",
+                    dataset=self.setup.datasets[admitted.dataset].name,
+                )  # fmt: skip
                 continue
             self.skips.success("decode")
             if not pack.fits(decoded, self.budget.max_patches):
@@ -181,6 +186,7 @@ class ReaderPipeline:
                 self.num_replanned += 1
                 continue
             pack.add(decoded)
+            self.skips.kept(self.setup.datasets[admitted.dataset].name)
         self.num_packs += 1
         return pack.finish()
 

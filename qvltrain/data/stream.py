@@ -60,7 +60,9 @@ class DatasetStream:
             except StopIteration:
                 sample = None
             except ShardError as error:
-                self.skips.skip(error.reason, error.key, error.url, str(error), stage="read")
+                self.skips.skip(
+                    error.reason, error.key, error.url, str(error), stage="read", dataset=self.name
+                )
                 sample = None
             if sample is None:
                 self._samples = None
