@@ -90,9 +90,10 @@ class DataConfig:
             raise ValueError(
                 f"data.balance_lookahead={self.balance_lookahead}: must be >= 0 (0 turns it off)"
             )
-        if len(self.balance_calibration) != 4 or not all(value > 0 for value in self.balance_calibration):
+        calibration = list(self.balance_calibration)
+        if len(calibration) != 4 or min(calibration) < 0 or max(calibration) <= 0:
             raise ValueError(
-                f"data.balance_calibration={list(self.balance_calibration)}: expected 4 positive numbers "
+                f"data.balance_calibration={calibration}: expected 4 numbers >= 0, not all 0 "
                 "(LLM token, LLM pair, vision patch, vision pair)"
             )
         if self.num_workers < 0:

@@ -55,23 +55,24 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 class WaitClock:
-    """How much of a span this rank spent waiting (at the step's collectives) rather than working.
+    """How much of a span this rank spent working, and waiting (at the step's collectives).
 
     On a CPU rank, work is CPU time: this process's CPU seconds over the span divided by torch's
-    intra-op threads, and the rest of the wall time is time blocked in gloo's collectives (ZeRO-3's
+    intra-op threads; the rest of the wall time is time blocked in gloo's collectives (ZeRO-3's
     parameter gathers and gradient reductions wait there for the slowest rank). Exact with one torch
-    thread per rank and no other load on the cores; spinning OpenMP threads or a busy machine blur it.
-    None on a GPU, where the host's CPU time says nothing about the device's work.
+    thread per rank on otherwise idle cores; on a busy machine, time the rank was descheduled counts
+    as waiting too, so the trainer also logs the ranks' work balance (mean / max work), which a
+    busy machine does not inflate. None on a GPU, where the host's CPU time is not the device's work.
     """
 
     def __init__(self, device: torch.device):
         self.enabled = device.type == "cpu"
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
-    def wait_seconds(self) -> float | None:
-        """Wall time since construction minus the work done in it (>= 0), or None on a GPU."""
+    def read(self) -> tuple[float, float] | None:
+        """(work seconds, wait seconds >= 0) since construction, or None on a GPU."""
         if not self.enabled:
             return None
         wall = time.perf_counter() - self.wall
         work = (time.process_time() - self.cpu) / max(1, torch.get_num_threads())
-        return max(0.0, wall - work)
+        return work, max(0.0, wall - work)

@@ -214,15 +214,19 @@ class Trainer:
             self.engine.backward(loss_sum * scale)
             self.engine.step()
             local_loss_sum += float(loss_sum.detach())
-        wait_seconds = wait_clock.wait_seconds()
+        work_wait = wait_clock.read()  # None on a GPU
         counts = StepCounts()
         for batch in micro_batches:
             counts.add_batch(batch, self.model_shape, self.config.stage.trainable, self.pad_id)
-        local_wait_share = wait_seconds / (time.perf_counter() - start) if wait_seconds is not None else 0.0
-        global_loss_sum, stop_votes, wait_share_sum, *global_counts = all_reduce_sum(
-            [local_loss_sum, float(self.stop_request.requested), local_wait_share, *counts.as_list()],
+        # Each rank's work in its own slot, so every rank sees all of them after the sum.
+        works = [0.0] * self.world_size
+        works[self.rank], wait_seconds = work_wait or (0.0, 0.0)
+        wait_share = wait_seconds / (time.perf_counter() - start)
+        global_loss_sum, stop_votes, wait_share_sum, *global_values = all_reduce_sum(
+            [local_loss_sum, float(self.stop_request.requested), wait_share, *works, *counts.as_list()],
             self.device,
         )
+        works, global_counts = global_values[: self.world_size], global_values[self.world_size :]
         counts = StepCounts.from_list(global_counts)
         global_real_tokens = counts.real_tokens
         seconds = time.perf_counter() - start
@@ -249,8 +253,10 @@ class Trainer:
             "loss_tokens": int(global_loss_tokens),
             "tokens_seen": self.tokens_seen,
             "data_wait_share": data_seconds / seconds,
-            # Mean over ranks of the step's share each spent blocked at collectives (CPU ranks only).
-            "rank_wait_share": wait_share_sum / self.world_size if wait_seconds is not None else None,
+            # CPU ranks: the mean share of the step a rank spent blocked at collectives, and the
+            # ranks' work balance (mean / max CPU work; 1 = no rank waits for another).
+            "rank_wait_share": wait_share_sum / self.world_size if work_wait is not None else None,
+            "rank_work_balance": sum(works) / self.world_size / max(max(works), 1e-9) if work_wait else None,
             "step_seconds": seconds,
             "peak_memory_gb": peak_memory_gb(self.device),
             **rates,
