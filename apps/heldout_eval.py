@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 
 import torch
-import webdataset as wds
 from transformers import Qwen2VLForConditionalGeneration
 
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder
+from qvltrain.data.reader import ShardError, iter_samples
 from qvltrain.data.shards import expand_shards
 from qvltrain.model.build import recorded_position_rule
 from qvltrain.model.generation import use_position_rule
@@ -104,13 +104,19 @@ def read_prompts(
     info = TokenizerInfo.from_tokenizer(tokenizer)
     decoder = SampleDecoder(dataset, "chatml", info, max_length=1 << 20, position_rule=position_rule)
     prompts = []
-    for raw in wds.WebDataset(expand_shards(shards), shardshuffle=False, empty_check=False):
+    for url in expand_shards(shards):  # read as the loader reads them (qvltrain.data.reader)
         try:
-            prompts.append(prompt_and_reference(decoder(raw), tokenizer))
-        except BadSample:
-            continue
-        if len(prompts) >= limit:
-            break
+            for raw in iter_samples(url):
+                if raw.problem is not None:
+                    continue
+                try:
+                    prompts.append(prompt_and_reference(decoder.decode_raw(raw), tokenizer))
+                except BadSample:
+                    continue
+                if len(prompts) >= limit:
+                    return prompts
+        except ShardError as error:
+            print(f"[heldout_eval] {error}: the rest of this shard is left out")
     return prompts
 
 

@@ -115,13 +115,17 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
     declared = {re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0].lower().replace("-", "_") for spec in specs}
     import_names = {"PIL": "pillow", "yaml": "pyyaml", "hydra": "hydra_core", "flash_attn": "flash_attn"}
     files = library_files() + [
-        p for folder in ("apps", "launch", "data_recipes") for p in sorted((REPO_ROOT / folder).rglob("*.py"))
+        p
+        for folder in ("apps", "launch", "data_recipes", "tests")
+        for p in sorted((REPO_ROOT / folder).rglob("*.py"))
     ]
+    launch_scripts = {p.stem for p in (REPO_ROOT / "launch").glob("*.py")}  # tests import them by path
     undeclared = set()
     for path in files:
         for module, _ in imports(path):
             top = module.split(".")[0]
-            if top in sys.stdlib_module_names or top in ("qvltrain", "apps", "data_recipes", "tests"):
+            local = top in ("qvltrain", "apps", "data_recipes", "tests", *launch_scripts)
+            if top in sys.stdlib_module_names or local:
                 continue
             if import_names.get(top, top).lower() not in declared:
                 undeclared.add(f"{top} ({path.relative_to(REPO_ROOT)})")

@@ -13,12 +13,17 @@ meta.num_tokens recorded) into a temporary folder, then measures on this machine
   the vision and text modules), one core; ours / this is the pipeline's own overhead (tar reading,
   JSON, planning, packing, batch assembly);
 - ours with 2 DataLoader workers (wall time in the main process), against the floor of the
-  samples it delivered.
+  samples it delivered;
+- hand-written parser vs webdataset: ours (one worker) again with the tar stream parsed by the
+  hand-written parser the loader used before (apps/bench/tar_parser.py) instead of webdataset's
+  iterator, and tar reading alone (every shard read to samples, us/sample) with each; the data path
+  keeps a hand-written parser only if it makes the loader >= 5% faster.
 The floor runs on the delivered samples, not on the shards' samples: best-fit-decreasing places
 large samples first, so the first few hundred samples a packer delivers are larger on average than
 the shards' (+8% pixels here), and a floor over all shards would flatter it.
 Samples/s count samples delivered inside packs after the first pack (the window fills first).
-The one-core measurements run in alternating rounds (floor, per-sample work, ours, repeated), so
+The one-core measurements run in alternating rounds (floor, per-sample work, ours, ours with the
+hand-written parser, tar reading with each, repeated), so
 a noisy neighbour slows all three alike; each ratio is taken within its round and the median
 round counts. The 2-worker run follows once.
 """
@@ -32,6 +37,7 @@ import platform
 import random
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -95,13 +101,13 @@ def floor_samples_per_s(jpegs: list[bytes]) -> float:
 
 def read_samples(folder: str) -> dict[str, dict]:
     """Every sample of the shards as the webdataset dict SampleDecoder takes, by key."""
-    from qvltrain.data.reader import iter_shard
+    from qvltrain.data.reader import iter_samples
     from qvltrain.data.shards import expand_shards
 
     return {
         raw.key: {"__key__": raw.key, "__url__": url, **raw.members}
         for url in expand_shards(folder)
-        for raw in iter_shard(url)
+        for raw in iter_samples(url)
     }
 
 
@@ -115,6 +121,31 @@ def sample_work_per_s(samples: list[dict], tokenizer) -> float:
     for sample in samples:
         decoder(sample)
     return len(samples) / (time.perf_counter() - start)
+
+
+@contextmanager
+def hand_written_parser():
+    """The loader's tar iteration replaced by the hand-written parser (in this process only)."""
+    from apps.bench.tar_parser import hand_written_members
+    from qvltrain.data import reader
+
+    webdataset_members = reader.tar_members
+    reader.tar_members = hand_written_members
+    try:
+        yield
+    finally:
+        reader.tar_members = webdataset_members
+
+
+def tar_read_us_per_sample(folder: str) -> float:
+    """Every shard read to RawSamples (no JSON, no decode): microseconds per sample."""
+    from qvltrain.data.reader import iter_samples
+    from qvltrain.data.shards import expand_shards
+
+    start, count = time.perf_counter(), 0
+    for url in expand_shards(folder):
+        count += sum(1 for _ in iter_samples(url))
+    return (time.perf_counter() - start) / count * 1e6
 
 
 def ours(folder: str, tokenizer, num_workers: int, num_samples: int) -> dict:
@@ -162,11 +193,23 @@ def main(argv: list[str] | None = None) -> dict:
             floor = floor_samples_per_s(delivered_jpegs)
             work = sample_work_per_s(delivered_samples, tokenizer)
             one = ours(folder, tokenizer, 0, args.samples)
-            assert one.pop("keys") == keys, (
-                "the one-worker loader delivered other samples than in its warm-up"
-            )
+            with hand_written_parser():
+                hand = ours(folder, tokenizer, 0, args.samples)
+                tar_hand = tar_read_us_per_sample(folder)
+            tar_wds = tar_read_us_per_sample(folder)
+            for row in (one, hand):
+                assert row.pop("keys") == keys, (
+                    "the one-worker loader delivered other samples than in its warm-up"
+                )
             rounds.append(
-                {"floor_samples_per_s": floor, "sample_work_samples_per_s": work, "ours_1_worker": one}
+                {
+                    "floor_samples_per_s": floor,
+                    "sample_work_samples_per_s": work,
+                    "ours_1_worker": one,
+                    "ours_1_worker_hand_written_parser": hand,
+                    "tar_read_us_per_sample_webdataset": tar_wds,
+                    "tar_read_us_per_sample_hand_written": tar_hand,
+                }
             )
         os.sched_setaffinity(0, affinity)
         torch.set_num_threads(len(affinity))
@@ -183,6 +226,13 @@ def main(argv: list[str] | None = None) -> dict:
         chosen["sample_work_samples_per_s"],
         chosen["ours_1_worker"],
     )
+    hand_gains = [
+        r["ours_1_worker_hand_written_parser"]["samples_per_s"] / r["ours_1_worker"]["samples_per_s"]
+        for r in rounds
+    ]
+    hand_gain = sorted(hand_gains)[len(hand_gains) // 2]
+    tar_wds = sorted(r["tar_read_us_per_sample_webdataset"] for r in rounds)[len(rounds) // 2]
+    tar_hand = sorted(r["tar_read_us_per_sample_hand_written"] for r in rounds)[len(rounds) // 2]
     report = {
         "date": date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {len(affinity)} cores",
@@ -198,6 +248,10 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_1_worker_to_sample_work": one["samples_per_s"] / work,
         "floor_of_2_workers_samples_per_s": floor_two,
         "ratio_2_workers_to_floor": two["samples_per_s"] / floor_two,
+        "hand_written_parser_over_webdataset_by_round": hand_gains,
+        "hand_written_parser_over_webdataset_median": hand_gain,
+        "tar_read_us_per_sample_webdataset_median": tar_wds,
+        "tar_read_us_per_sample_hand_written_median": tar_hand,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -211,6 +265,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(
             f"| {name} | {row['samples_per_s']:.1f} | {row['packs_per_s']:.2f} | {row['samples_per_s'] / base:.2f}x |"
         )
+    print(
+        f"hand-written parser / webdataset, loader samples/s by round: {', '.join(f'{g:.3f}' for g in hand_gains)} "
+        f"(median {hand_gain:.3f}); tar reading alone: webdataset {tar_wds:.1f} us/sample, hand-written "
+        f"{tar_hand:.1f} us/sample"
+    )
     return report
 
 

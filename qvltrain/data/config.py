@@ -18,7 +18,7 @@ class DatasetConfig:
     name: str
     """Short name used in logs and skip counters."""
     shards: str
-    """Folder of *.tar, brace pattern, glob or webdataset URL; several joined with '::'."""
+    """Folder of *.tar / *.tar.gz, brace pattern, glob, webdataset URL or a JSON/JSONL file; '::' joins several."""
     image_budget: ImageBudget
     """Pixel budget of images; always explicit (sources disagree on defaults, see docs/vision.md)."""
     video_budget: VideoBudget | None = None
@@ -27,6 +27,8 @@ class DatasetConfig:
     """Relative sampling weight in a mixture (the share of samples drawn from this dataset)."""
     template: str | None = None
     """Rendering (plain or chatml); None uses the stage's template."""
+    media_root: str | None = None
+    """Folder relative media paths of a JSON/JSONL dataset are read from; None: the file's folder."""
 
     def __post_init__(self) -> None:
         if self.weight <= 0:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from qvltrain.data.config import DatasetConfig
+from qvltrain.data.formats import to_schema
+from qvltrain.data.reader import sample_media
 from qvltrain.text.config import RenderConfig
 from qvltrain.text.errors import SkipSample
 from qvltrain.text.render import render_sample
@@ -48,13 +50,18 @@ class BadSample(ValueError):
 
 
 def parse_record(data: bytes | None, key: str, shard: str) -> dict:
-    """KEY.json -> its dict; BadSample invalid_json / missing_json / unknown_task."""
+    """KEY.json -> its dict in our schema (data.formats converts ShareGPT / LLaVA records);
+    BadSample invalid_json / missing_json / unknown_task / media_tag_mismatch."""
     if data is None:
         raise BadSample("missing_json", key, shard, "the sample has no .json member")
     try:
         record = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadSample("invalid_json", key, shard, str(error)) from error
+    try:
+        record = to_schema(record)
+    except SkipSample as error:
+        raise BadSample(error.reason, key, shard, error.detail) from error
     if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
         raise BadSample("invalid_json", key, shard, "expected an object with a 'messages' list")
     if record.get("task", "chat") not in TASKS:
@@ -95,6 +102,12 @@ class SampleDecoder:
             template=dataset.template or template, max_length=max_length, position_rule=position_rule
         )
 
+    def decode_raw(self, raw) -> DecodedSample:
+        """A reader's RawSample -> DecodedSample, or BadSample."""
+        return self.decode(
+            parse_record(raw.members.get("json"), raw.key, raw.url), raw.members, raw.key, raw.url
+        )
+
     def __call__(self, sample: dict) -> DecodedSample:
         """A webdataset-style dict (`__key__`, `__url__`, `json`, media suffixes) -> DecodedSample."""
         key, shard = sample.get("__key__", "?"), sample.get("__url__", "?")
@@ -102,6 +115,7 @@ class SampleDecoder:
 
     def decode(self, record: dict, media: dict, key: str, shard: str) -> DecodedSample:
         """A parsed KEY.json and the sample's members by suffix -> DecodedSample, or BadSample."""
+        media = sample_media(media, shard, self.dataset.media_root)
         try:
             return self._decode(record, media, key)
         except SkipSample as error:

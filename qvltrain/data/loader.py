@@ -29,7 +29,8 @@ from qvltrain.data.batch import concat_packs
 from qvltrain.data.config import DataConfig
 from qvltrain.data.decode import SampleDecoder
 from qvltrain.data.pipeline import PipelineSetup, ReaderPipeline
-from qvltrain.data.reader import dataset_shards
+from qvltrain.data.shards import expand_shards, shard_sample_counts
+from qvltrain.data.stream import check_split
 from qvltrain.text.tokenizer import TokenizerInfo
 
 
@@ -79,10 +80,15 @@ class TrainBatches:
         self.config, self.rank, self.world_size = config, rank, world_size
         self.num_workers = config.num_workers
         num_logical = max(1, config.num_workers)
+        shards = [expand_shards(d.shards) for d in datasets]
+        counts = [shard_sample_counts(dataset_shards) for dataset_shards in shards]
+        for dataset, dataset_counts in zip(datasets, counts, strict=True):
+            check_split(dataset.name, dataset_counts, world_size * num_logical)
         self.setup = PipelineSetup(
             config=config,
             datasets=list(datasets),
-            shards=[dataset_shards(d.name, d.shards, world_size * num_logical) for d in datasets],
+            shards=shards,
+            counts=counts,
             decoders=[SampleDecoder(d, template, info, config.seq_len, position_rule) for d in datasets],
             pad_id=info.special.pad,
             # The balance's sample costs (data.balance_lookahead): the model's FLOPs (default
@@ -154,6 +160,19 @@ class TrainBatches:
         """Stop the workers (a new iterator starts on the next batch)."""
         self._iterator = None
         self._local = None
+
+    @property
+    def mixture(self) -> Counter:
+        """Samples in the packs consumed so far, by dataset name, over this rank's readers."""
+        if self._local is not None:
+            per_reader = [self._local.num_packed]
+        else:
+            per_reader = [state["num_packed"] for state in self._states if state is not None]
+        total: Counter = Counter({dataset.name: 0 for dataset in self.setup.datasets})
+        for counts in per_reader:
+            for dataset, count in zip(self.setup.datasets, counts, strict=True):
+                total[dataset.name] += count
+        return total
 
     @property
     def skips(self) -> Counter:

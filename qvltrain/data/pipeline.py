@@ -28,7 +28,8 @@ from qvltrain.data.stream import DatasetStream, _as_rng_state, reread
 from qvltrain.vision.errors import VisualInputError
 from qvltrain.vision.tokens import image_grid
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+"""2: fair epochs (a reader reads a slice of samples, data.stream) and the realised mixture."""
 
 
 @dataclass
@@ -39,6 +40,8 @@ class PipelineSetup:
     datasets: list[DatasetConfig]
     shards: list[list[str]]
     """All shards of each dataset (expanded once, in the main process)."""
+    counts: list[list[int]]
+    """Samples per shard of each dataset (fair epochs split by samples, data.stream)."""
     decoders: list[SampleDecoder]
     pad_id: int
     cost_model: CostModel | None = None
@@ -61,8 +64,10 @@ class ReaderPipeline:
         self.budget = Budget(seq_len=config.seq_len, max_patches=config.max_patches)
         self.skips = SkipLog(config.max_consecutive_failures, config.max_skip_fraction, config.skip_window)
         self.streams = [
-            DatasetStream(d.name, shards, config.seed, reader, num_readers, config.shuffle_buffer, self.skips)
-            for d, shards in zip(setup.datasets, setup.shards, strict=True)
+            DatasetStream(
+                d.name, shards, counts, config.seed, reader, num_readers, config.shuffle_buffer, self.skips
+            )
+            for d, shards, counts in zip(setup.datasets, setup.shards, setup.counts, strict=True)
         ]
         self.weights = [d.weight for d in setup.datasets]
         self.mixture_rng = random.Random(f"{config.seed}-mixture-{reader}")
@@ -80,6 +85,8 @@ class ReaderPipeline:
         self.num_arrivals = 0
         self.num_packs = 0
         self.num_replanned = 0
+        # Samples in finished packs, by dataset: the realised mixture (`mixture/<dataset>` in the metrics).
+        self.num_packed = [0] * len(self.streams)
 
     # --- admission: metadata only -------------------------------------------------------------
     def _planned_patches(self, record: dict, dataset: DatasetConfig, num_tokens: int) -> int:
@@ -186,6 +193,7 @@ class ReaderPipeline:
                 self.num_replanned += 1
                 continue
             pack.add(decoded)
+            self.num_packed[admitted.dataset] += 1
             self.skips.kept(self.setup.datasets[admitted.dataset].name)
         self.num_packs += 1
         return pack.finish()
@@ -218,6 +226,7 @@ class ReaderPipeline:
             "num_arrivals": self.num_arrivals,
             "num_packs": self.num_packs,
             "num_replanned": self.num_replanned,
+            "num_packed": list(self.num_packed),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -236,6 +245,7 @@ class ReaderPipeline:
         self.skips.load_state_dict(state["skips"])
         self.num_arrivals, self.num_packs = state["num_arrivals"], state["num_packs"]
         self.num_replanned = state["num_replanned"]
+        self.num_packed = list(state["num_packed"])
         refs = list(state["pending"]) + [ref for pack in state["ready"] for ref in pack]
         raws = reread([(url, ordinal, key) for _, url, ordinal, key, *_ in refs])
         self.admitted = {}

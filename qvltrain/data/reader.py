@@ -1,31 +1,41 @@
-"""Shard reading for one reader (a rank's DataLoader worker): which shards, in which order, sample by sample.
+"""The one shard reader: a tar shard (or a JSON/JSONL file of records) -> its samples, in order.
 
-Readers are numbered across the job: reader = (node rank * ranks per node + local rank) * workers +
-worker, i.e. `rank * num_workers + worker` with the global rank. In epoch e a dataset's shard list
-is shuffled with (seed, dataset, e) and reader r takes every num_readers-th shard from position r,
-so each epoch reads every shard exactly once across the job, whatever the readers' speeds.
+    for raw in iter_samples(url, start=0):   # RawSample(url, ordinal, key, members by suffix)
 
-A sample is addressed by (shard, ordinal): its index among the samples of its shard. Resuming a
-stream re-opens its shard and skips `ordinal` samples; re-reading a buffered sample scans its shard
-for that ordinal. Shards are opened with webdataset's `gopen` (files, `pipe:`, http, gs, ...) or
-fsspec for other URL schemes; the tar is read as a stream, so no seeking is needed.
+Everything that reads shards goes through here: the training loader (data.stream), the shard
+check and stats (qvltrain.shards), held-out generation (apps.heldout_eval) and the benchmarks.
 
-The tar stream is parsed here (`tar_members`), not by `tarfile`, whose per-member objects cost
-more than the parse (docs/benchmarks.md, loader). Headers are checked (checksum) and
-ustar prefixes, pax `path`/`size` records and GNU long names are honoured; gzip, bz2 and xz
-shards are decompressed on the fly, as tarfile's "r|*" did.
+- Opening: webdataset's `gopen` (local paths, `pipe:`, http(s), gs, ...) and fsspec for other URL
+  schemes (s3://, az://, ...). The tar is iterated by webdataset (`tar_file_iterator`, tarfile's
+  stream mode, so `.tar`, `.tar.gz`, `.tar.bz2` and `.tar.xz` alike); nothing seeks.
+- Keys and suffixes are webdataset's: a member `dir/KEY.a.b` is key `dir/KEY`, suffix `a.b`, and
+  the suffix is lower-cased (`0.JPG` is `0.jpg`; media names in KEY.json are matched lower-cased
+  too, `member_name`). Members whose base name has no dot, and `__*__` members, are not samples.
+- A sample is addressed by (url, ordinal): its index among the samples of its shard, so a stream
+  resumes by re-opening its shard and skipping `ordinal` samples.
+- Problems: a shard that cannot be opened or ends mid-member raises ShardError (samples before it
+  have been yielded); a sample holding the same member twice is yielded with `problem` set (the
+  caller counts it as a `duplicate_member` skip: never "the last one wins").
+- A `.json` (a list of records) or `.jsonl` (one record per line) file is a shard of records: each
+  record is a sample with a single `json` member, its key `line<N>` (JSONL, 1-based line number,
+  blank lines are not samples) or `record<N>` (JSON list index); media paths in the records are read
+  at decode time (data.decode, relative to the dataset's `media_root`).
 """
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
-import random
-from collections.abc import Iterator
+import os
+import tarfile
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from qvltrain.data.shards import expand_shards
+RECORD_SUFFIXES = (".json", ".jsonl")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
 class ShardError(Exception):
@@ -44,6 +54,26 @@ class RawSample:
     ordinal: int
     key: str
     members: dict[str, bytes] = field(default_factory=dict)
+    problem: str | None = None
+    """Set when the sample is malformed as a whole (a member stored twice): a counted skip."""
+
+
+def member_name(name: str) -> str:
+    """A member suffix or a media name from KEY.json, as the reader stores it (webdataset lower-cases)."""
+    return name.lower()
+
+
+def split_member_name(name: str) -> tuple[str, str] | None:
+    """(key, suffix) of a tar member as webdataset groups it, or None when it is not a sample member."""
+    from webdataset.tariterators import base_plus_ext
+
+    key, suffix = base_plus_ext(name)
+    return None if key is None else (key, member_name(suffix))
+
+
+def is_records_file(url: str) -> bool:
+    """A JSON/JSONL file of records rather than a tar shard."""
+    return url.lower().endswith(RECORD_SUFFIXES)
 
 
 def open_url(url: str):
@@ -59,163 +89,220 @@ def open_url(url: str):
     return wds.gopen(url, "rb")
 
 
-class TarReadError(Exception):
-    """The tar stream is cut or its header is broken."""
-
-
-_BLOCK = 512
-
-
-def _read_exactly(stream, size: int, what: str) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise TarReadError(f"{what}: {len(data)} of {size} bytes before the stream ended")
-    return data
-
-
-def _octal(field: bytes, what: str) -> int:
-    if field[:1] and field[0] & 0x80:  # GNU base-256 for sizes over 8 GiB
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
+def _open(url: str):
     try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise TarReadError(f"{what}: bad number {text!r}") from None
+        return open_url(url)
+    except (OSError, ValueError, ImportError) as error:
+        raise ShardError("unreadable_shard", url, "-", f"cannot open: {error}") from error
 
 
-def _pax_records(data: bytes) -> dict[str, str]:
-    records, position = {}, 0
-    while position < len(data):
-        space = data.index(b" ", position)
-        length = int(data[position:space])
-        key, _, value = data[space + 1 : position + length - 1].partition(b"=")
-        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
-        position += length
-    return records
+class _Counted:
+    """A stream that counts the bytes read through it, after `head` (bytes already read from it)."""
 
-
-class _Prefixed:
-    """A stream whose first bytes were already read (streams without `peek`)."""
-
-    def __init__(self, head: bytes, stream):
-        self._head, self._stream = head, stream
+    def __init__(self, stream, head: bytes = b""):
+        self.stream, self.head, self.num_bytes = stream, head, 0
 
     def read(self, size: int = -1) -> bytes:
-        if not self._head:
-            return self._stream.read(size)
-        if size < 0:
-            data, self._head = self._head + self._stream.read(), b""
-            return data
-        data, self._head = self._head[:size], self._head[size:]
-        return data + (self._stream.read(size - len(data)) if size > len(data) else b"")
+        if self.head:
+            data, self.head = (self.head, b"") if size < 0 else (self.head[:size], self.head[size:])
+            if size < 0 or len(data) < size:
+                data += self.stream.read(-1 if size < 0 else size - len(data))
+        else:
+            data = self.stream.read(size)
+        self.num_bytes += len(data)
+        return data
 
 
-def _decompressed(stream):
-    """`stream`, decompressed if it starts like gzip, bzip2 or xz (as tarfile's "r|*" detects)."""
-    if hasattr(stream, "peek"):
-        head = stream.peek(6)[:6]
-    else:
-        head = stream.read(6)
-        stream = _Prefixed(head, stream)
+def _decompressed(stream) -> _Counted:
+    """The tar bytes of a shard stream: gzip, bzip2 and xz are recognised by their first bytes."""
+    head = stream.read(6)
+    source = _Counted(stream, head)
     if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=stream, mode="rb")
+        return _Counted(gzip.GzipFile(fileobj=source, mode="rb"))
     if head.startswith(b"BZh"):
-        return bz2.BZ2File(stream, mode="rb")
+        return _Counted(bz2.BZ2File(source, mode="rb"))
     if head.startswith(b"\xfd7zXZ"):
-        return lzma.LZMAFile(stream, mode="rb")
-    return stream
+        return _Counted(lzma.LZMAFile(source, mode="rb"))
+    return source
 
 
 def tar_members(stream) -> Iterator[tuple[str, bytes]]:
-    """(name, data) of each regular file of a tar stream, in order. Raises TarReadError where the
-    stream is cut or a header is broken; ends at the end-of-archive block or a clean end of stream."""
-    long_name: str | None = None
-    pax: dict[str, str] = {}
-    while True:
-        header = stream.read(_BLOCK)
-        if not header or header == bytes(_BLOCK):
-            return  # end of archive (or of a stream without the closing blocks)
-        if len(header) != _BLOCK:
-            raise TarReadError(f"header: {len(header)} of {_BLOCK} bytes before the stream ended")
-        stored = _octal(header[148:156], "header checksum")
-        if stored != sum(header) - sum(header[148:156]) + 8 * 32:
-            raise TarReadError(f"header checksum {stored} does not match its header")
-        type_flag = header[156:157]
-        size = int(pax["size"]) if "size" in pax else _octal(header[124:136], "member size")
-        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
-        if prefix:
-            name = prefix.decode("utf-8", "surrogateescape") + "/" + name
-        name = pax.get("path", long_name or name)
-        padded = -(-size // _BLOCK) * _BLOCK
-        if type_flag in (b"x", b"L"):  # metadata of the next member
-            data = _read_exactly(stream, padded, f"{name} extended header")[:size]
-            if type_flag == b"x":
-                pax = _pax_records(data)
-            else:
-                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            continue
-        data = _read_exactly(stream, size, name)
-        _read_exactly(stream, padded - size, f"{name} padding")
-        if type_flag in (b"0", b"\0", b"7"):  # regular files; directories, links etc. are not samples
-            yield name, data
-        long_name, pax = None, {}
+    """(name, data) of the regular files of a tar stream in order, by webdataset's iterator.
 
-
-def iter_shard(url: str, start: int = 0) -> Iterator[RawSample]:
-    """Samples of one tar shard from ordinal `start`, grouped by key in member order.
-
-    Raises ShardError("truncated_tar" | "unreadable_shard") at the point the shard breaks; samples
-    before it have been yielded. The sample being assembled when it breaks is not yielded.
+    After the last member the stream is read to its end: that checks a compressed shard's CRC and
+    length (tarfile stops at the end-of-archive block, before them, so a corrupt .tar.gz would pass
+    unnoticed), and that an uncompressed one is whole 512-byte blocks (tarfile's stream mode ends
+    quietly at a header cut short).
     """
-    try:
-        stream = open_url(url)
-    except (OSError, ValueError) as error:
-        raise ShardError("unreadable_shard", url, "-", str(error)) from error
+    from webdataset.tariterators import tar_file_iterator
+
+    tar = _decompressed(stream)
+    for member in tar_file_iterator(tar):
+        yield member["fname"], member["data"]
+    while tar.read(1 << 16):
+        pass
+    if tar.num_bytes % 512:
+        raise tarfile.ReadError(f"the stream ends inside a header ({tar.num_bytes} bytes, not whole blocks)")
+
+
+# What a cut or corrupt stream raises inside tarfile / gzip / bz2 / lzma.
+_STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+_COMPRESSION_ERRORS = (zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
+def _tar_samples(url: str, start: int) -> Iterator[RawSample]:
+    stream = _open(url)
     current: RawSample | None = None
-    ordinal = 0
+    ordinal, finished = 0, False
     try:
-        for name, data in tar_members(_decompressed(stream)):
-            base = name.rsplit("/", 1)[-1]
-            if "." not in base:
-                continue  # not a sample member (webdataset convention: KEY.suffix)
-            key, suffix = base.split(".", 1)
-            key = name[: len(name) - len(base)] + key
+        for name, data in tar_members(stream):
+            split = split_member_name(name)
+            if split is None:
+                continue
+            key, suffix = split
             if current is None or key != current.key:
                 if current is not None:
                     if current.ordinal >= start:
                         yield current
                     ordinal += 1
                 current = RawSample(url, ordinal, key)
-            if current.ordinal >= start:
-                current.members[suffix] = data
+            if current.ordinal < start:
+                continue
+            if suffix in current.members:
+                current.problem = f"member {name!r} appears twice in the sample"
+            current.members[suffix] = data
+        finished = True
         if current is not None and current.ordinal >= start:
             yield current
-    except (TarReadError, EOFError, OSError, ValueError) as error:
+    except _STREAM_ERRORS as error:
+        finished = False
         key = current.key if current is not None else "-"
-        raise ShardError("truncated_tar", url, key, str(error)) from error
+        _close(stream, url)  # a `pipe:` whose command failed: that is the cause, not the cut stream
+        corrupt = isinstance(error, _COMPRESSION_ERRORS) or "compress" in str(error)
+        reason = "corrupt_compression" if corrupt else "truncated_tar"
+        raise ShardError(reason, url, key, f"{type(error).__name__}: {error}") from error
     finally:
+        _close(stream, url, report=finished)
+
+
+def _close(stream, url: str, report: bool = True) -> None:
+    """Close a shard stream; `report`: a failure is the shard's (a `pipe:` whose command failed)."""
+    try:
         stream.close()
+    except OSError as error:
+        if report:
+            raise ShardError("unreadable_shard", url, "-", str(error)) from error
 
 
-def epoch_shards(
-    shards: list[str], seed: int, name: str, epoch: int, reader: int, num_readers: int
-) -> list[str]:
-    """This reader's shards of `epoch`, in reading order."""
-    order = list(shards)
-    random.Random(f"{seed}-{name}-shards-{epoch}").shuffle(order)
-    return order[reader::num_readers]
+def _record_samples(url: str, start: int) -> Iterator[RawSample]:
+    stream = _open(url)
+    try:
+        data = stream.read()
+    except OSError as error:
+        raise ShardError("unreadable_shard", url, "-", str(error)) from error
+    finally:
+        _close(stream, url)
+    if url.lower().endswith(".jsonl"):
+        ordinal = 0
+        for number, line in enumerate(data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            if ordinal >= start:
+                yield RawSample(url, ordinal, f"line{number}", {"json": line})
+            ordinal += 1
+        return
+    try:
+        records = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ShardError("unreadable_shard", url, "-", f"not JSON: {error}") from error
+    if not isinstance(records, list):
+        raise ShardError("unreadable_shard", url, "-", "a .json dataset file must hold a list of records")
+    for ordinal in range(start, len(records)):
+        record = json.dumps(records[ordinal], ensure_ascii=False).encode()
+        yield RawSample(url, ordinal, f"record{ordinal}", {"json": record})
 
 
-def dataset_shards(name: str, spec: str, num_readers: int) -> list[str]:
-    """All shards of a dataset; every reader needs at least one."""
-    shards = expand_shards(spec)
-    if len(shards) < num_readers:
-        raise ValueError(
-            f"dataset {name!r} has {len(shards)} shards for {num_readers} readers (ranks x data.num_workers): "
-            "every reader needs at least one; write smaller shards or use fewer workers"
-        )
-    return shards
+def iter_samples(url: str, start: int = 0) -> Iterator[RawSample]:
+    """Samples of one shard (tar or records file) from ordinal `start`, in order.
+
+    Raises ShardError("truncated_tar" | "unreadable_shard") where the shard breaks; the samples
+    before it have been yielded, the one being assembled is not.
+    """
+    if is_records_file(url):
+        return _record_samples(url, start)
+    return _tar_samples(url, start)
+
+
+class _Members(Mapping):
+    """A tar sample's members, looked up by the media names of its KEY.json (lower-cased, as stored)."""
+
+    def __init__(self, members: Mapping[str, bytes]):
+        self._members = members
+
+    def __getitem__(self, name: str) -> bytes:
+        return self._members[member_name(name)]
+
+    def __iter__(self):
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+
+class _MediaFolder(Mapping):
+    """Media of a JSON/JSONL record: files under `root` (absolute paths as they are), read on access."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def path(self, name: str) -> str:
+        if os.path.isabs(name) or is_url(name):
+            return name
+        return f"{self.root.rstrip('/')}/{name}" if is_url(self.root) else os.path.join(self.root, name)
+
+    def __getitem__(self, name: str) -> bytes:
+        path = self.path(name)
+        try:
+            stream = open_url(path)
+            try:
+                return stream.read()
+            finally:
+                stream.close()
+        except (OSError, ValueError) as error:
+            raise KeyError(f"{path} ({type(error).__name__}: {error})") from error
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def sample_media(members: Mapping[str, bytes], url: str, media_root: str | None) -> Mapping[str, bytes]:
+    """Where a sample's media names resolve: its tar members, or files for a JSON/JSONL record
+    (under `media_root`, by default the records file's folder)."""
+    if isinstance(members, (_Members, _MediaFolder)):
+        return members
+    if is_records_file(url):
+        return _MediaFolder(media_root if media_root is not None else os.path.dirname(url))
+    return _Members(members)
+
+
+def is_url(item: str) -> bool:
+    """A URL webdataset or fsspec opens, not a local path."""
+    return item.startswith("pipe:") or "://" in item
+
+
+def count_samples(url: str) -> int:
+    """Samples of a shard, by reading it; a shard that breaks counts one more, so that a reader's
+    slice reaches the break and counts it (a `truncated_tar` skip) like the samples after it."""
+    count = 0
+    try:
+        for _ in iter_samples(url):
+            count += 1
+    except ShardError:
+        return count + 1
+    return count
 
 
 def read_ordinals(url: str, ordinals: set[int]) -> dict[int, RawSample]:
@@ -224,12 +311,15 @@ def read_ordinals(url: str, ordinals: set[int]) -> dict[int, RawSample]:
     if not ordinals:
         return found
     last = max(ordinals)
+    samples = iter_samples(url, min(ordinals))
     try:
-        for sample in iter_shard(url, min(ordinals)):
+        for sample in samples:
             if sample.ordinal in ordinals:
                 found[sample.ordinal] = sample
             if sample.ordinal >= last:
                 break
     except ShardError:
         pass  # a truncated shard: what was before the break was read as in the first pass
+    finally:
+        samples.close()
     return found

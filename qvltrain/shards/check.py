@@ -11,15 +11,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from qvltrain.data.shards import expand_shards
+from qvltrain.data.formats import to_schema
+from qvltrain.data.reader import ShardError, is_records_file, is_url, iter_samples, sample_media
+from qvltrain.data.shards import expand_shards, read_index_counts
 from qvltrain.shards.schema import check_sample, media_files, visual_items
+from qvltrain.text.errors import SkipSample
 
 
 @dataclass
@@ -30,6 +32,8 @@ class ShardSample:
     key: str
     sample: dict
     media: dict[str, bytes]
+    converted: bool = False
+    """The record came in another format (data.formats): checked for messages and media, not meta."""
 
 
 @dataclass
@@ -53,43 +57,39 @@ class CheckReport:
         return f"{self.num_samples} samples in {self.num_shards} shards ({tasks}): {verdict}"
 
 
-def split_member_name(name: str) -> tuple[str, str]:
-    """(key, suffix) as webdataset splits a member name: at the first dot of its base name."""
-    directory, _, base = name.rpartition("/")
-    key, _, suffix = base.partition(".")
-    return (f"{directory}/{key}" if directory else key), suffix
-
-
 def iter_shard_samples(shard: str) -> Iterator[ShardSample | tuple[str, str]]:
-    """Samples of one tar in order; yields (key, problem) for members that do not form a sample.
+    """Samples of one shard in order, read as the loader reads them (qvltrain.data.reader); yields
+    (key, problem) for what does not form a sample: a member stored twice, no or bad KEY.json, a
+    shard that cannot be opened or ends mid-member (then nothing more of it is read).
 
-    Members of one sample are consecutive in the tar (webdataset groups them that way too).
+    Records in the formats data.formats converts (ShareGPT, LLaVA) are checked after conversion.
     """
-    current_key, members = None, {}
-
-    def finish():
-        if "json" not in members:
-            return current_key, f"members {sorted(members)} have no {current_key}.json"
+    samples = iter_samples(shard)
+    while True:
         try:
-            sample = json.loads(members.pop("json"))
+            raw = next(samples)
+        except StopIteration:
+            return
+        except ShardError as error:
+            yield error.key, str(error)
+            return
+        if raw.problem is not None:
+            yield raw.key, raw.problem
+            continue
+        if "json" not in raw.members:
+            yield raw.key, f"members {sorted(raw.members)} have no {raw.key}.json"
+            continue
+        media = dict(raw.members)
+        try:
+            record = json.loads(media.pop("json"))
+            sample = to_schema(record)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return current_key, f"{current_key}.json is not JSON: {error}"
-        return ShardSample(shard, current_key, sample, members)
-
-    with tarfile.open(shard, "r:") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, suffix = split_member_name(member.name)
-            if key != current_key:
-                if current_key is not None:
-                    yield finish()
-                current_key, members = key, {}
-            if suffix in members:
-                yield key, f"member {member.name!r} appears twice"
-            members[suffix] = tar.extractfile(member).read()
-        if current_key is not None:
-            yield finish()
+            yield raw.key, f"not JSON: {error}"
+            continue
+        except SkipSample as error:
+            yield raw.key, f"{error.reason}: {error.detail}"
+            continue
+        yield ShardSample(shard, raw.key, sample, media, converted=sample is not record)
 
 
 def image_header_size(data: bytes) -> tuple[int, int]:
@@ -133,19 +133,25 @@ def check_media_sizes(sample: dict, media: dict[str, bytes]) -> list[str]:
     return problems
 
 
-def read_index_counts(shards: list[str]) -> dict[str, int]:
-    """Shard base name -> sample count from every `<prefix>.index.json` beside the shards."""
-    counts: dict[str, int] = {}
-    for folder in sorted({os.path.dirname(shard) for shard in shards}):
-        for name in sorted(os.listdir(folder or ".")):
-            if name.endswith(".index.json"):
-                with open(os.path.join(folder, name)) as index_file:
-                    counts.update(json.load(index_file).get("shards", {}))
-    return counts
+def check_record_media(sample: dict, media) -> list[str]:
+    """A JSON/JSONL record (after conversion): it has messages and each media file it names can be read."""
+    if not isinstance(sample, dict) or not isinstance(sample.get("messages"), list):
+        return ["the record has no 'messages' (or 'conversations') list"]
+    problems = []
+    for item in visual_items(sample):
+        for name in media_files(item):
+            try:
+                media[name]
+            except KeyError as error:
+                problems.append(f"{item['type']} file cannot be read: {error.args[0]}")
+    return problems
 
 
-def check_shards(spec: str, token_checker=None, max_errors: int = 50) -> CheckReport:
-    """Check every sample of the shards `spec` names (a folder, pattern or list joined by '::').
+def check_shards(
+    spec: str, token_checker=None, max_errors: int = 50, media_root: str | None = None
+) -> CheckReport:
+    """Check every sample of the shards `spec` names (a folder, pattern or list joined by '::'; tar
+    shards or JSON/JSONL files of records whose relative media paths are under `media_root`).
 
     token_checker: optional callable(sample, shard) -> problem or None (see token_count.TokenChecker).
     """
@@ -157,7 +163,8 @@ def check_shards(spec: str, token_checker=None, max_errors: int = 50) -> CheckRe
     def problem(shard: str, key: str, message: str) -> None:
         report.num_errors += 1
         if len(report.errors) < max_errors:
-            report.errors.append(f"{os.path.basename(shard)}:{key}: {message}")
+            where = shard if is_url(shard) else os.path.basename(shard)
+            report.errors.append(f"{where}:{key}: {message}")
 
     for shard in shards:
         num_in_shard = 0
@@ -170,16 +177,19 @@ def check_shards(spec: str, token_checker=None, max_errors: int = 50) -> CheckRe
             if entry.key in seen_keys:
                 problem(shard, entry.key, f"key also used in {seen_keys[entry.key]}")
             seen_keys[entry.key] = os.path.basename(shard)
-            problems = check_sample(entry.sample, set(entry.media))
-            if not problems:
-                problems = check_media_sizes(entry.sample, entry.media)
+            if is_records_file(shard) or entry.converted:  # media files / members, no meta to check
+                problems = check_record_media(entry.sample, sample_media(entry.media, shard, media_root))
+            else:
+                problems = check_sample(entry.sample, set(entry.media))
+                if not problems:
+                    problems = check_media_sizes(entry.sample, sample_media(entry.media, shard, None))
             if not problems and token_checker is not None:
                 problems = [message for message in [token_checker(entry.sample, shard)] if message]
             for message in problems:
                 problem(shard, entry.key, message)
             if isinstance(entry.sample, dict):
                 report.tasks[str(entry.sample.get("task"))] += 1
-        expected = index_counts.get(os.path.basename(shard))
+        expected = index_counts.get(shard)
         if expected is not None and expected != num_in_shard:
             problem(shard, "-", f"index says {expected} samples, the tar holds {num_in_shard}")
     return report

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from typing import Any
 
 from qvltrain.data.decode import TASKS
+from qvltrain.data.reader import member_name
 
 ROLES = ("system", "user", "assistant")
 ITEM_TYPES = ("text", "ref", "box", "image", "video")
@@ -64,7 +65,7 @@ def _check_media_name(
         problems.append(f"{where}: file {file_name!r} must not contain '/'")
     if extension(file_name) not in allowed:
         problems.append(f"{where}: file {file_name!r} must end in one of {allowed}")
-    if file_name not in media_names:
+    if member_name(file_name) not in media_names:
         problems.append(f"{where}: media member {file_name!r} is missing from the shard")
     return problems
 
@@ -196,7 +197,7 @@ def check_sample(sample: Any, media_names: Collection[str]) -> list[str]:
     item_problems, num_images, num_videos = _check_items(sample, media_names)
     problems += item_problems
     problems += _check_meta(sample.get("meta"), num_images, num_videos)
-    referenced = {name for item in visual_items(sample) for name in media_files(item)}
+    referenced = {member_name(name) for item in visual_items(sample) for name in media_files(item)}
     for name in sorted(set(media_names) - referenced - {"json"}):
         problems.append(f"media member {name!r} is named by no image or video item")
     return problems

@@ -262,15 +262,20 @@ class Trainer:
             **rates,
         }
 
-    def skip_counts(self) -> dict[str, int]:
-        """Skipped samples by reason, summed over ranks (collective)."""
-        local = dict(getattr(self.batches, "skips", {}))
+    def skip_counts(self) -> dict[str, float]:
+        """Skipped samples by reason (`skipped/<reason>`), summed over ranks, and the realised mixture
+        (`mixture/<dataset>`: each dataset's share of the samples trained on so far) (collective)."""
+        local = {f"skipped/{reason}": count for reason, count in getattr(self.batches, "skips", {}).items()}
+        local.update({f"mixture/{name}": n for name, n in getattr(self.batches, "mixture", {}).items()})
         gathered: list[dict[str, int]] = [{} for _ in range(self.world_size)]
         torch.distributed.all_gather_object(gathered, local)
-        total: dict[str, int] = {}
+        total: dict[str, float] = {}
         for counts in gathered:
-            for reason, count in counts.items():
-                total[f"skipped/{reason}"] = total.get(f"skipped/{reason}", 0) + count
+            for name, count in counts.items():
+                total[name] = total.get(name, 0) + count
+        num_samples = sum(count for name, count in total.items() if name.startswith("mixture/"))
+        for name in [name for name in total if name.startswith("mixture/")]:
+            total[name] = total[name] / max(num_samples, 1)
         return total
 
     def _validation_batches(self):

@@ -84,23 +84,23 @@ def test_micro_batch_of_two_packs(mixed: Path) -> None:
     assert batch.input_ids.shape == (1, 512) and 256 in batch.cu_seqlens.tolist()
 
 
-def test_readers_split_shards_and_epochs_repeat(mixed: Path) -> None:
+def test_readers_split_samples_and_epochs_repeat(mixed: Path) -> None:
     tokenizer = load_tokenizer(None)
     keys = []
     for rank in (0, 1):
         batches = TrainBatches(
-            config([dataset("mixed", mixed)], shuffle_buffer=1), "plain", tokenizer, rank, 2
+            config([dataset("mixed", mixed)], shuffle_buffer=1, pack_window=4), "plain", tokenizer, rank, 2
         )
         seen = []
-        while len(seen) < 20:  # one epoch of this rank's 4 shards of 5 samples
+        while len(seen) < 20:  # one epoch of this rank's 20 samples (tests/data/test_fair_epochs.py)
             seen += next(batches).keys
-        keys.append(set(seen[:15]))
+        keys.append(set(seen[:12]))  # the packer (window 4) delivers them before reading far past them
         for _ in range(6):  # the reader goes on into the next epochs: every rank always has data
             next(batches)
         assert batches.state_dict()["readers"][0]["streams"][0]["epoch"] >= 1
     assert keys[0] and keys[1] and not keys[0] & keys[1]
-    with pytest.raises(ValueError, match="8 shards for 16 readers"):
-        TrainBatches(config([dataset("mixed", mixed)], num_workers=2), "plain", tokenizer, 0, 8)
+    with pytest.raises(ValueError, match="40 samples in 8 shards for 48 readers"):
+        TrainBatches(config([dataset("mixed", mixed)], num_workers=2), "plain", tokenizer, 0, 24)
 
 
 def same_batches(first: list[PackedBatch], second: list[PackedBatch]) -> None:

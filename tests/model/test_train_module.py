@@ -13,7 +13,7 @@ from qvltrain.batch import PackedBatch
 from qvltrain.data.batch import pack_samples
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import DecodedSample, SampleDecoder
-from qvltrain.data.reader import iter_shard
+from qvltrain.data.reader import iter_samples
 from qvltrain.data.shards import expand_shards
 from qvltrain.model.build import special_token_ids
 from qvltrain.model.flavors import ModelConfig, build_hf_config
@@ -35,7 +35,7 @@ def shard_samples(shards: Path, tokenizer, count: int) -> list[DecodedSample]:
     dataset = DatasetConfig(name="shapes", shards=str(shards), image_budget=ImageBudget(3136, 50176))
     decoder = SampleDecoder(dataset, "plain", TokenizerInfo.from_tokenizer(tokenizer), SEQ_LEN)
     samples = []
-    for raw in iter_shard(expand_shards(str(shards))[0]):
+    for raw in iter_samples(expand_shards(str(shards))[0]):
         samples.append(decoder({"__key__": raw.key, "__url__": raw.url, **raw.members}))
         if len(samples) == count:
             return samples

@@ -48,6 +48,13 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def assert_mixture_logged(metrics: list[dict]) -> None:
+    """The realised mixture: each dataset's share of the samples trained on, over all ranks."""
+    for record in metrics:
+        shares = {name: share for name, share in record.items() if name.startswith("mixture/")}
+        assert shares and abs(sum(shares.values()) - 1.0) < 1e-9, record
+
+
 @pytest.mark.parametrize("stage", ["vit_pretrain", "full_pretrain", "instruct"])
 def test_two_rank_zero3_run_of_each_stage(stage: str, tmp_path: Path, synthetic_shards: Path) -> None:
     run_dir = tmp_path / "run"
@@ -68,6 +75,11 @@ def test_two_rank_zero3_run_of_each_stage(stage: str, tmp_path: Path, synthetic_
     assert [record["step"] for record in metrics] == [1, 2, 3]
     assert all(math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"]) for record in metrics)
     assert all(record["tokens_per_s"] > 0 for record in metrics)
+    # CPU ranks: the share of each step spent waiting at collectives, and the ranks' work balance.
+    assert all(
+        0 <= record["rank_wait_share"] < 1 and 0 < record["rank_work_balance"] <= 1 for record in metrics
+    )
+    assert_mixture_logged(metrics)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["stage"]["name"] == stage and saved["train"]["run_dir"] == str(run_dir)
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run"
@@ -86,6 +98,7 @@ def test_single_process_run_with_launcher_argument(tmp_path: Path, synthetic_sha
         ["train.max_steps=2", "logger=none"],
     )
     assert len(read_metrics(run_dir)) == 2
+    assert_mixture_logged(read_metrics(run_dir))
     assert not (run_dir / "wandb").exists()
 
 
