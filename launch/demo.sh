@@ -3,6 +3,7 @@
 # DeepSpeed ZeRO-3, each stage starting from the previous stage's Hugging Face export, then held-out
 # metrics by greedy generation. Usage: [SEED=N] launch/demo.sh [RUNS_DIR] (make demo calls it).
 # SEED (default 0) seeds the initial weights (train.seed) and the data stream's order (data.seed).
+# MASTER_PORT (default 29500) is the ranks' rendezvous port: give each demo its own to run two at once.
 set -euo pipefail
 RUNS=${1:-runs/demo}
 NUM_RANKS=${NUM_RANKS:-2}
@@ -16,7 +17,7 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
   local init_arg=()
   [ -n "$init" ] && init_arg=("model.init_from=$init")
   echo "== stage $name ($steps steps${init:+, from $init}) =="
-  deepspeed --num_gpus "$NUM_RANKS" launch/train.py "+stage=$name" "${init_arg[@]}" \
+  deepspeed --num_gpus "$NUM_RANKS" --master_port "${MASTER_PORT:-29500}" launch/train.py "+stage=$name" "${init_arg[@]}" \
       "train.run_dir=$RUNS/$name" "train.max_steps=$steps" train.schedule.warmup_steps=20 \
       train.validation.every_steps=250 "train.seed=$SEED" "data.seed=$SEED" "$@"
   "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
