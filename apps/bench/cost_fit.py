@@ -110,12 +110,14 @@ def run(flavor: str, seq_len: int, num_tokens: int, rounds: int, seed: int) -> d
 
     tokenizer = load_tokenizer(None)
     options = RunOptions(variant="packed", flavor=flavor, seq_len=seq_len, num_tokens=num_tokens, seed=seed)
-    engine = build_engine(options, flavor_config(flavor, None), tokenizer, on_gpu=False)
+    on_gpu = torch.cuda.is_available()
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    engine = build_engine(options, flavor_config(flavor, None), tokenizer, on_gpu=on_gpu)
     engine.train()
     shape = ModelShape.from_hf_config(engine.module.model.config)
     packs = regroup(bench_steps(tokenizer, seq_len, num_tokens, seed).samples, seq_len)
     host = [micro_batches(options, pack, tokenizer.pad_token_id) for pack in packs]
-    train_step(engine, options, host[0], torch.device("cpu"))  # warm-up
+    train_step(engine, options, host[0], device)  # warm-up
     best: list[dict[str, float] | None] = [None] * len(packs)
     order = list(range(len(host)))
     for round_index in range(rounds):
@@ -123,9 +125,9 @@ def run(flavor: str, seq_len: int, num_tokens: int, rounds: int, seed: int) -> d
         random.Random(round_index).shuffle(order)
         for index in order:
             batches = host[index]
-            clock = PhaseClock(synchronize=False)
+            clock = PhaseClock(synchronize=on_gpu)
             handles = attach(clock, engine.module.model)
-            train_step(engine, options, batches, torch.device("cpu"), clock)
+            train_step(engine, options, batches, device, clock)
             for handle in handles:
                 handle.remove()
             seconds = {

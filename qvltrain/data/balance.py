@@ -13,11 +13,11 @@ pack sends it none. Two parts:
 - `pick`: every reader keeps `data.balance_lookahead` planned packs and, for its rank's k-th pack,
   takes the one at quantile q_k of their costs, where q_k is a seeded draw that depends only on
   (seed, k), stratified over blocks of 16 packs. Every rank draws the same q_k, so at each
-  micro-batch all ranks take a pack from the
-  same place in their own cost distribution (ranks read different samples of the same mixture, so
-  those places cost about the same) with no gather. Every cost band is taken equally often, so the
-  lookahead stays a fair sample of the stream and no pack waits long; the packs themselves (budgets,
-  fill, skips) are exactly the planner's, only their order changes.
+  micro-batch all ranks take a pack from the same place in their own cost distribution (ranks read
+  different samples of the same mixture, so those places cost about the same) with no gather. Every
+  cost band is taken equally often, so the lookahead stays a fair sample of the stream and no pack
+  waits long; the packs themselves (budgets, fill, skips) are exactly the planner's, only their
+  order changes.
 """
 
 from __future__ import annotations
