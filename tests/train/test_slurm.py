@@ -56,13 +56,18 @@ def sbatch(slurm: LocalSlurm, tmp_path: Path, shards: Path, overrides: list[str]
     return result.stdout.strip().split(";")[0]
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, context=None) -> None:
+    """Poll `predicate` until it holds; on timeout, fail with `context()` (the job's state and log)."""
     deadline = time.monotonic() + deadline_s(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    details = f"\n{context()}" if context is not None else ""
+    raise AssertionError(
+        f"timed out after {deadline_s(timeout):.0f} s waiting for {what} (on a loaded machine raise "
+        f"QVLTRAIN_TEST_TIME_SCALE){details}"
+    )
 
 
 def job_state(slurm: LocalSlurm, job_id: str) -> str:
@@ -84,9 +89,14 @@ def job_log(tmp_path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def job_report(slurm: LocalSlurm, job_id: str, tmp_path: Path):
+    """What a failed wait shows: the job's SLURM state and the tail of its output."""
+    return lambda: f"{job_state(slurm, job_id)}\n--- job output (tail) ---\n{job_log(tmp_path)[-4000:]}"
+
+
 def test_two_task_job_trains(slurm: LocalSlurm, tmp_path: Path, synthetic_shards: Path) -> None:
     job_id = sbatch(slurm, tmp_path, synthetic_shards, ["train.max_steps=3"])
-    wait_for(lambda: job_ended(job_state(slurm, job_id)), 300, "job end")
+    wait_for(lambda: job_ended(job_state(slurm, job_id)), 300, "job end", job_report(slurm, job_id, tmp_path))
     log = (tmp_path / "job.out").read_text()
     assert "JobState=COMPLETED" in job_state(slurm, job_id), log[-3000:]
     assert "2 ranks" in log
@@ -98,11 +108,12 @@ def test_signal_checkpoints_requeues_and_resumes(
 ) -> None:
     run_dir = tmp_path / "run"
     job_id = sbatch(slurm, tmp_path, synthetic_shards, ["train.max_steps=400"])
-    wait_for(lambda: len(metrics(run_dir)) >= 3, 300, "the first steps")
+    report = job_report(slurm, job_id, tmp_path)
+    wait_for(lambda: len(metrics(run_dir)) >= 3, 300, "the first steps", report)
     assert slurm.run(["scancel", "--signal=USR1", job_id], timeout=deadline_s(30)).returncode == 0
-    wait_for(lambda: "requeueing" in job_log(tmp_path), 120, "the checkpoint on signal")
+    wait_for(lambda: "requeueing" in job_log(tmp_path), 120, "the checkpoint on signal", report)
     # SLURM starts the requeued job once the old credential expired (cred_expire, 10 s in this cluster).
-    wait_for(lambda: "resumed from" in job_log(tmp_path), 300, "the requeued job to resume")
+    wait_for(lambda: "resumed from" in job_log(tmp_path), 300, "the requeued job to resume", report)
     log = (tmp_path / "job.out").read_text()
     assert "checkpoint saved on signal: requeueing" in log
     assert slurm.run(["scancel", job_id], timeout=deadline_s(30)).returncode == 0
