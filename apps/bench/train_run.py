@@ -124,13 +124,13 @@ class BaselineModule(nn.Module):
 def build_engine(options: RunOptions, model_config: ModelConfig, tokenizer, on_gpu: bool):
     """The trainer's own engine (qvltrain.train.engine), with the baseline's module in variant (a)."""
     from qvltrain.model.train_module import enable_activation_checkpointing
-    from qvltrain.train.deepspeed_config import resolve_deepspeed_config
+    from qvltrain.train.deepspeed_config import RunValues, resolve_deepspeed_config
     from qvltrain.train.engine import build_engine as build_training_engine
 
     base = yaml.safe_load((CONF_DIR / "deepspeed" / "zero3.yaml").read_text())
     # One micro-batch per engine step in DeepSpeed's count; the loop sets the accumulation boundary.
     ds_config = resolve_deepspeed_config(
-        base, micro_batch_size=1, grad_accum_steps=1, world_size=1, on_gpu=on_gpu
+        base, RunValues(micro_batch_size=1, grad_accum_steps=1, world_size=1, on_gpu=on_gpu)
     )
     stage = StageConfig(name="full_pretrain", trainable=list(MODULE_GROUPS), template="plain")
 

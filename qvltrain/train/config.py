@@ -28,6 +28,10 @@ class TrainConfig:
     """AdamW weight decay of matrices (norms and biases get none)."""
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     """AdamW betas."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (DeepSpeed's gradient_clipping); 0 disables clipping."""
     seed: int = 0
     """Seed of model initialisation and everything random in the step."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -47,6 +51,10 @@ class TrainConfig:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
         if self.max_nonfinite_steps < 0:
             raise ValueError(f"train.max_nonfinite_steps={self.max_nonfinite_steps}: must be >= 0")
+        if not self.adam_eps > 0:
+            raise ValueError(f"train.adam_eps={self.adam_eps}: must be positive")
+        if not self.max_grad_norm >= 0:
+            raise ValueError(f"train.max_grad_norm={self.max_grad_norm}: must be >= 0 (0 disables clipping)")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"train.adam_betas={list(self.adam_betas)}: expected two numbers in [0, 1)")
 
@@ -58,6 +66,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     deepspeed: dict[str, Any] = field(default_factory=dict)
+    """DeepSpeed settings (conf/deepspeed/*.yaml), or config_file naming a DeepSpeed JSON of your own;
+    "auto" values are filled from this config (qvltrain/train/deepspeed_config.py)."""
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stage: StageConfig | None = None

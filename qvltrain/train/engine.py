@@ -1,5 +1,8 @@
 """build_engine: the model (partitioned at creation under ZeRO-3), stage freezing, AdamW, DeepSpeed.
 
+The optimizer is torch's AdamW, or DeepSpeed's vectorised CPU Adam (in AdamW mode, the same update)
+when ZeRO offloads the optimizer to CPU memory: DeepSpeed refuses other optimizers there by default.
+
 One function for the trainer and the training benchmark (apps/bench/train_run.py), so the benchmark
 measures exactly the engine a run trains with.
 """
@@ -13,7 +16,7 @@ import numpy as np
 import torch
 
 from qvltrain.model.flavors import ModelConfig
-from qvltrain.train.deepspeed_config import is_zero3
+from qvltrain.train.deepspeed_config import is_zero3, uses_cpu_adam
 from qvltrain.train.stages import StageConfig, apply_stage_freezing, parameter_groups
 
 
@@ -45,6 +48,7 @@ def build_engine(
     seed: int,
     weight_decay: float,
     adam_betas: tuple[float, float],
+    adam_eps: float = 1e-8,
     wrap: Callable | None = None,
 ):
     """(DeepSpeed engine, trainable parameter count). `wrap(model) -> nn.Module` replaces the default
@@ -62,7 +66,12 @@ def build_engine(
     trainable_numel = apply_stage_freezing(model, stage)
     module = wrap(model) if wrap is not None else train_module(model, model_config, stage)
     groups = parameter_groups(module, stage, weight_decay)
-    optimizer = torch.optim.AdamW(groups, betas=tuple(adam_betas), foreach=False)
+    if uses_cpu_adam(ds_config):
+        from deepspeed.ops.adam import DeepSpeedCPUAdam  # built on first use (ninja and a C++ compiler)
+
+        optimizer = DeepSpeedCPUAdam(groups, betas=tuple(adam_betas), eps=adam_eps, adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, betas=tuple(adam_betas), eps=adam_eps, foreach=False)
     engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
     del hf_deepspeed_config
     return engine, trainable_numel

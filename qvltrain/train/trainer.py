@@ -15,7 +15,7 @@ import yaml
 from qvltrain.batch import PackedBatch
 from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from qvltrain.train.config import Config
-from qvltrain.train.deepspeed_config import resolve_deepspeed_config
+from qvltrain.train.deepspeed_config import deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed, publish_rank
 from qvltrain.train.engine import build_engine
 from qvltrain.train.flops import ModelShape, balance_cost_model, device_peak_flops
@@ -70,13 +70,7 @@ class Trainer:
         from qvltrain.text.tokenizer import load_tokenizer
 
         self.tokenizer = load_tokenizer(config.model.tokenizer)
-        ds_config = resolve_deepspeed_config(
-            config.deepspeed,
-            micro_batch_size=config.data.micro_batch_size,
-            grad_accum_steps=config.train.grad_accum_steps,
-            world_size=self.world_size,
-            on_gpu=self.on_gpu,
-        )
+        ds_config = deepspeed_config(config, self.world_size, self.on_gpu)
         self.engine, trainable_numel = build_engine(
             config.model,
             config.stage,
@@ -85,6 +79,7 @@ class Trainer:
             seed=config.train.seed,
             weight_decay=config.train.weight_decay,
             adam_betas=config.train.adam_betas,
+            adam_eps=config.train.adam_eps,
         )
         self.model_shape = ModelShape.from_hf_config(self.engine.module.model.config)
         self.batches: Iterator[PackedBatch] = TrainBatches(
