@@ -79,6 +79,10 @@ def test_two_rank_zero3_run_of_each_stage(stage: str, tmp_path: Path, synthetic_
     assert all(
         0 <= record["rank_wait_share"] < 1 and 0 < record["rank_work_balance"] <= 1 for record in metrics
     )
+    # CPU ranks: the share of each step spent waiting at collectives, and the ranks' work balance.
+    assert all(
+        0 <= record["rank_wait_share"] < 1 and 0 < record["rank_work_balance"] <= 1 for record in metrics
+    )
     assert_mixture_logged(metrics)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["stage"]["name"] == stage and saved["train"]["run_dir"] == str(run_dir)
