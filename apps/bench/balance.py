@@ -1,6 +1,6 @@
 """Benchmark: step efficiency across data-parallel ranks (mean rank cost / max rank cost per step).
 
-    python -m apps.bench.balance [--workload FILE] [--ranks 8 64] [--lookahead 32]
+    python -m apps.bench.balance [--workload FILE] [--ranks 8 64] [--lookahead 64]
         [--steps 400] [--out bench_results/balance.json]
 
 A ZeRO-3 step waits for its slowest rank. Each rank packs its own stream of samples (the planner
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--workload", type=Path, default=None)
     parser.add_argument("--ranks", type=int, nargs="+", default=[8, 64])
-    parser.add_argument("--lookahead", type=int, default=32)
+    parser.add_argument("--lookahead", type=int, default=64)
     parser.add_argument("--window", type=int, default=DataConfig.pack_window)
     parser.add_argument("--steps", type=int, default=400, help="steps measured per rank count (at most)")
     parser.add_argument("--seed", type=int, default=0)
