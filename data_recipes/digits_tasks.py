@@ -33,11 +33,6 @@ CAPTION_SIDES = tuple(
 """Caption digit sides: those IMAGE_BUDGET resizes to one 56 x 56 window (4 merged tokens).
 28..56 except 38, which transformers' float rounding in smart_resize sends to 84 x 84: one card in
 29 would carry 9 tokens, too few such cards to learn that layout from, and the task is reading."""
-CAPTION_GLYPH_MIN = 0.7
-"""A caption card's digit is drawn at 70-100% of the card's side at a random offset. Every card of a
-source digit would otherwise be the same picture after resizing (the 8x8 bitmap upscaled to 56 x 56),
-so the tiny vision tower would see ~1,440 distinct training pictures ~30 times each and learn them
-rather than reading; scale and shift are the augmentations that keep a digit a digit."""
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 VIDEO_SIDE, VIDEO_FRAMES, VIDEO_FPS = 84, 8, 4
 VIDEO_BUDGET = VideoBudget(
@@ -53,10 +48,7 @@ def _label(index: int) -> int:
 def draw_spec(task: str, rng: random.Random, pool: np.ndarray) -> dict:
     """A generation spec for one sample of `task`, using only digits of `pool`."""
     if task == "caption":
-        side = rng.choice(CAPTION_SIDES)
-        glyph = rng.randint(round(side * CAPTION_GLYPH_MIN), side)
-        x, y = rng.randint(0, side - glyph), rng.randint(0, side - glyph)
-        return {"task": task, "digit": int(rng.choice(pool)), "side": side, "glyph": glyph, "x": x, "y": y}
+        return {"task": task, "digit": int(rng.choice(pool)), "side": rng.choice(CAPTION_SIDES)}
     if task == "video":
         direction = rng.choice(sorted(DIRECTIONS))
         return {
@@ -96,8 +88,7 @@ def _sample(task: str, messages: list[dict], size: list[int] | None, media: dict
 
 
 def caption_sample(spec: dict) -> RecipeSample:
-    side = spec["side"]
-    image = paste_digits((side, side), [(spec["digit"], spec["x"], spec["y"], spec["glyph"])])
+    image = digit_image(spec["digit"], spec["side"]).convert("RGB")
     messages = [
         {
             "role": "user",

@@ -26,7 +26,7 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
 stage vit_pretrain "" 20 data=digits_vit stage.lr_vision_tower=3e-3 stage.lr_merger=3e-3
 stage full_pretrain "$RUNS/export_vit_pretrain" 1000 data=digits_full \
     stage.lr_vision_tower=2e-3 stage.lr_merger=3e-3 stage.lr_llm=3e-3
-stage instruct "$RUNS/export_full_pretrain" 450 data=digits_instruct stage.lr_merger=2e-3 stage.lr_llm=2e-3
+stage instruct "$RUNS/export_full_pretrain" 700 data=digits_instruct stage.lr_merger=2e-3 stage.lr_llm=2e-3
 
 echo "== held-out evaluation (greedy generation with transformers on the instruct export) =="
 for task in caption grounding; do
