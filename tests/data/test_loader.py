@@ -123,9 +123,13 @@ def same_batches(first: list[PackedBatch], second: list[PackedBatch]) -> None:
 
 @pytest.mark.parametrize("num_workers,world_size", [(0, 1), (0, 2), (2, 1), (2, 2)])
 def test_resume_is_exact(mixed: Path, synthetic_shards: Path, num_workers: int, world_size: int) -> None:
-    tokenizer = load_tokenizer(None)
     data = config(two_datasets(mixed, synthetic_shards), num_workers=num_workers)
-    rank = world_size - 1
+    check_resume_is_exact(data, world_size - 1, world_size)
+
+
+def check_resume_is_exact(data, rank: int, world_size: int) -> dict:
+    """9 batches uninterrupted == 5, state through torch.save, 4 more after loading it; the state."""
+    tokenizer = load_tokenizer(None)
     uninterrupted = TrainBatches(data, "plain", tokenizer, rank, world_size)
     reference = [next(uninterrupted) for _ in range(9)]
     uninterrupted.close()
@@ -139,6 +143,7 @@ def test_resume_is_exact(mixed: Path, synthetic_shards: Path, num_workers: int, 
     tail = [next(resumed) for _ in range(4)]
     resumed.close()
     same_batches(head + tail, reference)
+    return state
 
 
 def _saved(state: dict):
