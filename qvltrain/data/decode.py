@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -95,11 +97,14 @@ class SampleDecoder:
         info: TokenizerInfo,
         max_length: int,
         position_rule: str = "paper",
+        render_options: Mapping[str, Any] | None = None,
     ):
+        """`render_options`: further RenderConfig fields the model family sets (box_format, ...)."""
         self.dataset = dataset
         self.info = info
+        options = {"position_rule": position_rule, **(render_options or {})}
         self.render_config = RenderConfig(
-            template=dataset.template or template, max_length=max_length, position_rule=position_rule
+            template=dataset.template or template, max_length=max_length, **options
         )
 
     def decode_raw(self, raw) -> DecodedSample:

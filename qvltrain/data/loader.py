@@ -18,7 +18,8 @@ the same number of micro-batches per step, also at the end of an epoch (invarian
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -72,6 +73,7 @@ class TrainBatches:
         datasets=None,
         position_rule: str = "paper",
         cost_model: CostModel | None = None,
+        render_options: Mapping[str, Any] | None = None,
     ):
         datasets = config.train if datasets is None else datasets
         if not datasets:
@@ -89,7 +91,10 @@ class TrainBatches:
             datasets=list(datasets),
             shards=shards,
             counts=counts,
-            decoders=[SampleDecoder(d, template, info, config.seq_len, position_rule) for d in datasets],
+            decoders=[
+                SampleDecoder(d, template, info, config.seq_len, position_rule, render_options)
+                for d in datasets
+            ],
             pad_id=info.special.pad,
             # The balance's sample costs (data.balance_lookahead): the model's FLOPs (default
             # Qwen2-VL-2B's) times the calibrated seconds per FLOP of each term.

@@ -6,7 +6,9 @@ plus one line in `FAMILIES` below. Everything outside `qvltrain/model/` asks the
 the engine builds through `build_model` and `train_module`, the stages freeze and group parameters
 through `module_groups`, MFU and the rank balance count through `flops`, export writes through
 `load_checkpoint_model` / `save_processor`, held-out evaluation generates through `load_pretrained`
-and scores boxes through `box_format`. docs/model-families.md walks through adding one.
+and scores boxes through `box_format`; the data path renders samples with `render_options`
+(positions and boxes are computed on the CPU side by `qvltrain.text`, which the family names but
+the data layer may not import). docs/model-families.md walks through adding one.
 
 Importing a family's `__init__.py` must stay light (no transformers at import time): configs are
 validated through `architecture` when a YAML is composed, long before a model is built. Put the
@@ -106,6 +108,17 @@ class ModelFamily:
     parts: Callable[[Any], dict[str, Any]]
     """model -> {"vision_tower": module whose forward returns `.pooler_output` merged features,
     "language_model": decoder whose forward returns `.last_hidden_state`} (benchmark profiling hooks)."""
+    extra_render_options: Callable[[Any], dict[str, Any]] | None = None
+    """model_config -> further `qvltrain.text.config.RenderConfig` fields this family's samples need
+    (e.g. a time scale of its positions); None: only those of `render_options`."""
+
+    def render_options(self, model_config) -> dict[str, Any]:
+        """The RenderConfig fields the data path takes from the model (TrainBatches / SampleDecoder
+        `render_options`): the family's box format, the run's position rule, and the extras."""
+        options = {"box_format": self.box_format, "position_rule": model_config.position_rule}
+        if self.extra_render_options is not None:
+            options.update(self.extra_render_options(model_config))
+        return options
 
 
 def get_family(name: str) -> ModelFamily:
