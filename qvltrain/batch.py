@@ -38,6 +38,10 @@ class PackedBatch:
     """Sample keys, for logs and skip reports."""
     sources: list[str] = field(default_factory=list)
     """Dataset name of each sample."""
+    second_per_grid_ts: torch.Tensor | None = None
+    """[I] float32, per image or video in token order: seconds one tube spans (2 / sampled fps) for a
+    video, 0 for an image; None without media. The time scale of Qwen2.5-VL's positions (already in
+    `position_ids`); carried for references and checks (transformers' `second_per_grid_ts`)."""
 
     @property
     def num_real_tokens(self) -> int:

@@ -72,6 +72,11 @@ class PackAssembler:
             num_padding=num_padding,
             keys=self.keys,
             sources=self.sources,
+            second_per_grid_ts=(
+                torch.tensor([p.second_per_grid_t or 0.0 for p in self.patches], dtype=torch.float32)
+                if has_media
+                else None
+            ),
         )
 
 
@@ -105,4 +110,5 @@ def concat_packs(packs: Sequence[PackedBatch]) -> PackedBatch:
         num_padding=sum(p.num_padding for p in packs),
         keys=[k for p in packs for k in p.keys],
         sources=[s for p in packs for s in p.sources],
+        second_per_grid_ts=torch.cat([p.second_per_grid_ts for p in media]) if media else None,
     )

@@ -158,7 +158,12 @@ class SampleDecoder:
         image_sizes = [tuple(size) for size in record.get("meta", {}).get("image_sizes", [])]
         check_image_sizes(image_sizes, decoded_sizes)
         rendered = render_sample(
-            messages, [p.grid_thw for p in patches], image_sizes, self.info, self.render_config
+            messages,
+            [p.grid_thw for p in patches],
+            image_sizes,
+            self.info,
+            self.render_config,
+            video_second_per_grid=[p.second_per_grid_t for p in patches if p.second_per_grid_t is not None],
         )
         return DecodedSample(
             key=key,

@@ -35,6 +35,9 @@ class RenderConfig:
     """Model family whose box coordinate convention is rendered (keys of grounding.BOX_FORMATTERS)."""
     position_rule: str = "paper"
     """Where text resumes after a visual block: "paper" (max position + 1) or "transformers" (docs/formats.md)."""
+    tokens_per_second: int | None = None
+    """Absolute-time video positions (Qwen2.5-VL): t-row steps of tokens_per_second x seconds per tube;
+    None: one step per tube (Qwen2-VL). Set by the model family (text/positions.py)."""
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
@@ -46,6 +49,10 @@ class RenderConfig:
         if self.position_rule not in POSITION_RULES:
             raise ValueError(
                 f"RenderConfig.position_rule must be one of {POSITION_RULES}, got {self.position_rule!r}"
+            )
+        if self.tokens_per_second is not None and self.tokens_per_second <= 0:
+            raise ValueError(
+                f"RenderConfig.tokens_per_second must be None or > 0, got {self.tokens_per_second}"
             )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"RenderConfig.max_length must be None or a positive int, got {self.max_length}")

@@ -18,6 +18,8 @@ from qvltrain.text.grounding import BOX_FORMATTERS
 from qvltrain.text.tokenizer import TokenizerInfo
 
 VISUAL_TYPES = ("image", "video")
+PATCH_SIZE = 14
+"""Pixels per grid step: a grid (t, h, w) is an image resized to (14 w) x (14 h)."""
 TEXTUAL_TYPES = ("text", "ref", "box")
 
 
@@ -62,9 +64,19 @@ class ContentRenderer:
                 f"box names image {image_index!r}; {len(self.image_sizes)} image sizes known",
             )
         width, height = self.image_sizes[image_index]
-        box = BOX_FORMATTERS[self.config.box_format](item["bbox"], (int(width), int(height)))
+        box = BOX_FORMATTERS[self.config.box_format](
+            item["bbox"], (int(width), int(height)), self.resized_image_size(image_index)
+        )
         self.num_clipped_boxes += int(box.clipped)
         return box.text
+
+    def resized_image_size(self, image_index: int) -> tuple[int, int] | None:
+        """(width, height) the model sees of image `image_index`, once its block is rendered (else None)."""
+        image_positions = [index for index, kind in enumerate(self.visual_kinds) if kind == "image"]
+        if image_index >= len(image_positions):
+            return None
+        _, h, w = self.visual_grids[image_positions[image_index]]
+        return (w * PATCH_SIZE, h * PATCH_SIZE)
 
     def add_visual(self, kind: str) -> None:
         visual_index = len(self.visual_kinds)

@@ -2,8 +2,13 @@
 
 Shards store raw pixel boxes `[x1, y1, x2, y2]` (x right, y down, on the original image of size
 `(width, height)`); each model family converts them at render time. Qwen2-VL writes coordinates
-relative to the original image as integers in [0, 1000): `(x1,y1),(x2,y2)`. Qwen2.5-VL (absolute
-pixels of the resized image) can be added as another entry of `BOX_FORMATTERS`.
+relative to the original image as integers in [0, 1000): `(x1,y1),(x2,y2)`. Qwen2.5-VL writes
+absolute pixel coordinates of the RESIZED image (the one the model sees, sides multiples of 28) in
+the JSON style of its instruct data: `{"bbox_2d": [x1, y1, x2, y2]}`. Example: a 640x480 image
+resized to 644x476 (budget and rounding, qvltrain/vision/resize.py), box [100, 50, 300, 200]:
+
+    qwen2_vl:    <|box_start|>(156,104),(468,416)<|box_end|>
+    qwen2_5_vl:  <|box_start|>{"bbox_2d": [101, 50, 302, 198]}<|box_end|>
 """
 
 from __future__ import annotations
@@ -63,8 +68,11 @@ def qwen2_vl_relative(value: float, size: int) -> int:
     return min(max(scaled, 0), QWEN2_VL_COORDINATE_SCALE - 1)
 
 
-def qwen2_vl_box_text(bbox: Sequence[float], image_size: tuple[int, int]) -> BoxText:
-    """Qwen2-VL: `(x1,y1),(x2,y2)` relative to the original image, integers in [0, 1000)."""
+def qwen2_vl_box_text(
+    bbox: Sequence[float], image_size: tuple[int, int], resized_size: tuple[int, int] | None = None
+) -> BoxText:
+    """Qwen2-VL: `(x1,y1),(x2,y2)` relative to the original image, integers in [0, 1000)
+    (`resized_size` is not used)."""
     (x1, y1, x2, y2), clipped = clip_pixel_box(bbox, image_size)
     width, height = image_size
     text = (
@@ -74,7 +82,25 @@ def qwen2_vl_box_text(bbox: Sequence[float], image_size: tuple[int, int]) -> Box
     return BoxText(text=text, clipped=clipped)
 
 
-BoxFormatter = Callable[[Sequence[float], tuple[int, int]], BoxText]
+def qwen2_5_vl_box_text(
+    bbox: Sequence[float], image_size: tuple[int, int], resized_size: tuple[int, int] | None = None
+) -> BoxText:
+    """Qwen2.5-VL: `{"bbox_2d": [x1, y1, x2, y2]}` in integer pixels of the resized image.
 
-# Model family -> box formatter. Qwen2.5-VL needs the resized size too; it will take it from here.
-BOX_FORMATTERS: dict[str, BoxFormatter] = {"qwen2_vl": qwen2_vl_box_text}
+    Each coordinate is scaled by resized / original along its axis and rounded half to even, which
+    keeps the far edge (value == original size) exactly on the resized size.
+    """
+    if resized_size is None:
+        raise SkipSample("box_image_unknown", "qwen2_5_vl boxes need the resized size of their image")
+    (x1, y1, x2, y2), clipped = clip_pixel_box(bbox, image_size)
+    (width, height), (resized_width, resized_height) = image_size, resized_size
+    scale_x, scale_y = resized_width / width, resized_height / height
+    coordinates = [round(x1 * scale_x), round(y1 * scale_y), round(x2 * scale_x), round(y2 * scale_y)]
+    return BoxText(text='{"bbox_2d": [' + ", ".join(map(str, coordinates)) + "]}", clipped=clipped)
+
+
+BoxFormatter = Callable[[Sequence[float], tuple[int, int], "tuple[int, int] | None"], BoxText]
+"""(pixel box on the original image, original (width, height), resized (width, height) or None)."""
+
+# Model family -> box formatter (a family's `box_format`, qvltrain/model/family.py).
+BOX_FORMATTERS: dict[str, BoxFormatter] = {"qwen2_vl": qwen2_vl_box_text, "qwen2_5_vl": qwen2_5_vl_box_text}

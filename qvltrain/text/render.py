@@ -28,17 +28,36 @@ from qvltrain.text.truncate import truncate_at_turn_boundary
 RENDERERS = {"chatml": render_chatml, "plain": render_plain}
 
 
+def _used_seconds(
+    config: RenderConfig, visual_kinds: Sequence[str], video_second_per_grid: Sequence[float] | None
+) -> list[float] | None:
+    """Seconds per tube of the videos the messages hold, when positions follow absolute time."""
+    if config.tokens_per_second is None:
+        return None
+    num_videos = sum(kind == "video" for kind in visual_kinds)
+    seconds = list(video_second_per_grid or [])
+    if len(seconds) < num_videos:
+        raise ValueError(
+            f"{num_videos} video item(s) but {len(seconds)} video_second_per_grid value(s): absolute-time "
+            "positions (tokens_per_second) need the seconds per tube of every video"
+        )
+    return seconds[:num_videos]
+
+
 def render_sample(
     messages: list[dict],
     visual_grids: Sequence[tuple[int, int, int]],
     image_sizes: Sequence[tuple[int, int]],
     tokenizer_info: TokenizerInfo,
     config: RenderConfig,
+    video_second_per_grid: Sequence[float] | None = None,
 ) -> RenderedSample:
     """Render one sample; raises SkipSample (counted by `.reason`) for data it cannot train on.
 
     visual_grids: grid_thw BEFORE merging, one per image/video item in order of appearance.
     image_sizes: original (width, height) of each image item, in order (for boxes).
+    video_second_per_grid: seconds per tube of each video item, in order (needed when
+    `config.tokens_per_second` is set: absolute-time positions).
     """
     builder = TokenSequenceBuilder(tokenizer_info)
     content = ContentRenderer(
@@ -77,6 +96,8 @@ def render_sample(
             ],
             config.spatial_merge_size,
             config.position_rule,
+            tokens_per_second=config.tokens_per_second,
+            video_second_per_grid=_used_seconds(config, content.visual_kinds, video_second_per_grid),
         ),
         visual_kinds=tuple(content.visual_kinds),
         visual_grids=visual_grids_used,

@@ -45,6 +45,9 @@ class VisualPatches:
     """2 for an image (one frame stored, shown twice); 1 for video (both frames of each tube stored)."""
     frame_times_s: tuple[float, ...] | None = None
     """Timestamps of the sampled video frames (None for images)."""
+    second_per_grid_t: float | None = None
+    """Seconds one tube (2 sampled frames) spans, 2 / sampled fps (video only): the time scale of
+    Qwen2.5-VL's absolute-time positions (transformers' `second_per_grid_ts`)."""
 
     def __post_init__(self) -> None:
         t, h, w = self.grid_thw

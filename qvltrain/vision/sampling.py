@@ -1,4 +1,13 @@
-"""Which frames of a video are sampled (2 fps by default), as the facts page and qwen-vl-utils do it."""
+"""Which frames of a video are sampled, and at what rate, as qwen-vl-utils does it for Qwen2-VL and
+Qwen2.5-VL.
+
+The rate is dynamic: `budget.fps` (2 by default) is what a video gets while its frame count stays
+within [min_frames, max_frames]; a longer video is sampled at max_frames, i.e. at a lower rate, and a
+very short one at min_frames, i.e. faster. The rate actually sampled (`sampled_fps`) sets the seconds
+one tube of two frames spans (`second_per_grid`), which Qwen2.5-VL's positions scale time by, so
+frames sampled at any rate keep their real time (qvltrain/text/positions.py). Per-frame pixels shrink
+with the frame count under `total_pixels` (budgets.py), so frames and pixels share one budget.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +50,18 @@ def sample_frame_indices(total_frames: int, num_frames: int) -> list[int]:
     the same frames (float64 would differ at exact halves).
     """
     return torch.linspace(0, total_frames - 1, num_frames).round().long().tolist()
+
+
+def sampled_fps(num_frames: int, total_frames: int, video_fps: float) -> float:
+    """The rate `num_frames` frames spread over a video of `total_frames` at `video_fps` amount to:
+    num_frames / total_frames * video_fps (qwen-vl-utils' `sample_fps`, what its processor receives)."""
+    return num_frames / total_frames * video_fps
+
+
+def second_per_grid(num_frames: int, total_frames: int, video_fps: float) -> float:
+    """Seconds one tube (TEMPORAL_PATCH_SIZE sampled frames) spans: 2 / sampled fps, as transformers'
+    Qwen2.5-VL processor computes `second_per_grid_ts` from the fps it is given."""
+    return TEMPORAL_PATCH_SIZE / sampled_fps(num_frames, total_frames, video_fps)
 
 
 def fps_from_timestamps(timestamps_s: Sequence[float], name: str = "<video>") -> float:

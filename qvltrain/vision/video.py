@@ -22,7 +22,12 @@ from qvltrain.vision.image import decode_image
 from qvltrain.vision.layout import PATCH_SIZE, TEMPORAL_PATCH_SIZE
 from qvltrain.vision.patches import VisualPatches
 from qvltrain.vision.resize import smart_resize
-from qvltrain.vision.sampling import fps_from_timestamps, num_sampled_frames, sample_frame_indices
+from qvltrain.vision.sampling import (
+    fps_from_timestamps,
+    num_sampled_frames,
+    sample_frame_indices,
+    second_per_grid,
+)
 from qvltrain.vision.video_decode import DecordVideo, call_with_timeout
 
 DEFAULT_DECODE_TIMEOUT_S = 60.0
@@ -49,7 +54,12 @@ def resize_frames(frames_hwc: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 
 def _frames_to_patches(
-    chunks: Sequence[torch.Tensor], num_frames: int, budget: VideoBudget, times_s: list[float], name: str
+    chunks: Sequence[torch.Tensor],
+    num_frames: int,
+    budget: VideoBudget,
+    times_s: list[float],
+    name: str,
+    seconds_per_tube: float,
 ) -> VisualPatches:
     height, width = chunks[0].shape[1:3]
     size = frame_size(height, width, num_frames, budget, name)
@@ -57,7 +67,13 @@ def _frames_to_patches(
     assert resized.shape[0] == num_frames and num_frames % TEMPORAL_PATCH_SIZE == 0
     grid_thw = (num_frames // TEMPORAL_PATCH_SIZE, size[0] // PATCH_SIZE, size[1] // PATCH_SIZE)
     # The tube rows [C][t][14][14] are cut from these frames on the device (device.py).
-    return VisualPatches(pixels=resized, grid_thw=grid_thw, temporal_repeat=1, frame_times_s=tuple(times_s))
+    return VisualPatches(
+        pixels=resized,
+        grid_thw=grid_thw,
+        temporal_repeat=1,
+        frame_times_s=tuple(times_s),
+        second_per_grid_t=seconds_per_tube,
+    )
 
 
 def video_to_patches(
@@ -76,7 +92,8 @@ def video_to_patches(
         num_frames = num_sampled_frames(video.info.num_frames, video.info.fps, budget, name)
         indices = sample_frame_indices(video.info.num_frames, num_frames)
         times_s = [index / video.info.fps for index in indices]
-        return _frames_to_patches(video.frames(indices), num_frames, budget, times_s, name)
+        seconds = second_per_grid(num_frames, video.info.num_frames, video.info.fps)
+        return _frames_to_patches(video.frames(indices), num_frames, budget, times_s, name, seconds)
 
     return call_with_timeout(decode, timeout_s, name)
 
@@ -95,7 +112,8 @@ def frames_to_patches(
         raise VisualInputError(
             "corrupt_video", name, f"{len(frames)} frames but {len(timestamps_s)} timestamps"
         )
-    num_frames = num_sampled_frames(len(frames), fps_from_timestamps(timestamps_s, name), budget, name)
+    video_fps = fps_from_timestamps(timestamps_s, name)
+    num_frames = num_sampled_frames(len(frames), video_fps, budget, name)
     indices = sample_frame_indices(len(frames), num_frames)
     decoded = []
     for index in indices:
@@ -107,4 +125,5 @@ def frames_to_patches(
     if len({tuple(frame.shape) for frame in decoded}) != 1:
         raise VisualInputError("corrupt_video", name, "frames differ in size")
     times_s = [float(timestamps_s[index]) for index in indices]
-    return _frames_to_patches([torch.stack(decoded)], num_frames, budget, times_s, name)
+    seconds = second_per_grid(num_frames, len(frames), video_fps)
+    return _frames_to_patches([torch.stack(decoded)], num_frames, budget, times_s, name, seconds)
