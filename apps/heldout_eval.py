@@ -6,32 +6,32 @@
 Each shard sample is rendered with the chatml template exactly as in training; the prompt is
 everything before the last trained (assistant) span, the reference is that span. `caption` scores
 exact matches of the generated answer; `grounding` scores boxes with IoU >= 0.5 against the
-reference box (Qwen2-VL's [0, 1000) coordinates, parsed from `<|box_start|>(x1,y1),(x2,y2)<|box_end|>`).
-Positions, in the prompt and for every generated token, follow the rule the model was trained with
-(`qvltrain_position_rule` in its config.json; model/generation.py).
+reference box, both parsed in the model family's box format (`qvltrain.text.box_parsing.BOX_PARSERS`;
+Qwen2-VL: [0, 1000) coordinates from `<|box_start|>(x1,y1),(x2,y2)<|box_end|>`). The family comes
+from the export's config.json `model_type`. Positions, in the prompt and for every generated token,
+follow the rule the model was trained with (`qvltrain_position_rule` in its config.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from transformers import Qwen2VLForConditionalGeneration
+from transformers import AutoConfig
 
 from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import BadSample, DecodedSample, SampleDecoder
 from qvltrain.data.reader import ShardError, iter_samples
 from qvltrain.data.shards import expand_shards
-from qvltrain.model.build import recorded_position_rule
-from qvltrain.model.generation import use_position_rule
+from qvltrain.model.family import family_of_hf_config
+from qvltrain.text.box_parsing import BOX_PARSERS
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget, VideoBudget
 from qvltrain.vision.device import collate_patches, to_pixel_values
-
-BOX = re.compile(r"\((\d+),(\d+)\),\((\d+),(\d+)\)")
 
 
 @dataclass
@@ -96,13 +96,13 @@ def read_prompts(
     budget: ImageBudget,
     video_budget: VideoBudget,
     limit: int,
-    position_rule: str = "paper",
+    render_options: Mapping[str, Any] | None = None,
 ):
     dataset = DatasetConfig(
         name="eval", shards=shards, image_budget=budget, video_budget=video_budget, template="chatml"
     )
     info = TokenizerInfo.from_tokenizer(tokenizer)
-    decoder = SampleDecoder(dataset, "chatml", info, max_length=1 << 20, position_rule=position_rule)
+    decoder = SampleDecoder(dataset, "chatml", info, max_length=1 << 20, render_options=render_options)
     prompts = []
     for url in expand_shards(shards):  # read as the loader reads them (qvltrain.data.reader)
         try:
@@ -124,21 +124,19 @@ def evaluate_task(
     model_dir: str, shards: str, task: str, limit: int, budget: ImageBudget, video_budget: VideoBudget
 ) -> dict:
     tokenizer = load_tokenizer(model_dir)
-    model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, local_files_only=True).eval()
-    position_rule = recorded_position_rule(model.config)  # generate with the positions it was trained with
-    use_position_rule(model, position_rule)
-    prompts = read_prompts(shards, tokenizer, budget, video_budget, limit, position_rule)
+    family = family_of_hf_config(AutoConfig.from_pretrained(model_dir, local_files_only=True))
+    model = family.load_pretrained(model_dir)  # generates with the positions it was trained with
+    render_options = family.render_options(model.config, family.trained_position_rule(model.config))
+    prompts = read_prompts(shards, tokenizer, budget, video_budget, limit, render_options)
+    parse_box = BOX_PARSERS[family.box_format]
     if not prompts:
         raise ValueError(f"no usable samples in {shards}")
     hits = 0
     for prompted in prompts:
         answer = generate(model, prompted, tokenizer, max_new_tokens=32)
         if task == "grounding":
-            predicted, reference = BOX.search(answer), BOX.search(prompted.reference)
-            hit = (
-                bool(predicted and reference)
-                and box_iou(tuple(map(int, predicted.groups())), tuple(map(int, reference.groups()))) >= 0.5
-            )
+            predicted, reference = parse_box(answer), parse_box(prompted.reference)
+            hit = predicted is not None and reference is not None and box_iou(predicted, reference) >= 0.5
         else:
             hit = answer == prompted.reference
         hits += int(hit)

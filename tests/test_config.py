@@ -79,14 +79,30 @@ def test_unknown_override_key_fails() -> None:
 
 def test_wrong_type_fails_at_compose_time() -> None:
     with pytest.raises((ConfigCompositionException, ValidationError)):
-        compose_config(["+stage=instruct", "model.llm_num_layers=many"])
+        compose_config(["+stage=instruct", "model.loss_chunk_tokens=many"])
+
+
+def test_architecture_overrides_are_typed_and_named() -> None:
+    """model.arch overrides the flavor's numbers (kept in code); a typo or a wrong type names its key."""
+    config = to_typed(compose_config(["+stage=instruct", "+model.arch.llm.num_layers=3"]))
+    assert config.model.architecture.llm.num_layers == 3
+    assert config.model.architecture.vision.depth == 2  # the rest is the tiny flavor's
+    with pytest.raises(ValueError, match=r"model\.arch\.llm\.num_layerz: unknown key; expected one of"):
+        to_typed(compose_config(["+stage=instruct", "+model.arch.llm.num_layerz=3"]))
+    with pytest.raises(ValueError, match=r"model\.arch\.llm\.num_layers='many'"):
+        to_typed(compose_config(["+stage=instruct", "+model.arch.llm.num_layers=many"]))
+
+
+def test_unknown_family_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"model\.family='llava': expected one of .*qwen2_vl"):
+        to_typed(compose_config(["+stage=instruct", "model.family=llava"]))
 
 
 def test_bad_value_names_the_field() -> None:
     with pytest.raises(ValueError, match=r"stage\.trainable"):
         to_typed(compose_config(["+stage=instruct", "stage.trainable=[eyes]"]))
-    with pytest.raises(ValueError, match=r"model\.mrope_section"):
-        to_typed(compose_config(["+stage=instruct", "model.mrope_section=[1,1,1]"]))
+    with pytest.raises(ValueError, match=r"model\.arch\.llm\.mrope_section"):
+        to_typed(compose_config(["+stage=instruct", "+model.arch.llm.mrope_section=[1,1,1]"]))
 
 
 def test_real_flavors_match_the_release_sizes() -> None:
@@ -94,7 +110,7 @@ def test_real_flavors_match_the_release_sizes() -> None:
     import torch
     from transformers import Qwen2VLForConditionalGeneration
 
-    from qvltrain.model.flavors import build_hf_config
+    from qvltrain.model.qwen2_vl.build import build_hf_config
 
     token_ids = dict(
         pad=151643, eos=151645, image_pad=151655, video_pad=151656, vision_start=151652, vision_end=151653
@@ -103,7 +119,7 @@ def test_real_flavors_match_the_release_sizes() -> None:
     expected = {"qwen2vl_2b": (2.1, 2.3, 665), "qwen2vl_7b": (8.2, 8.4, 675)}
     for flavor, (low, high, vision_millions) in expected.items():
         config = to_typed(compose_config(["+stage=instruct", f"model={flavor}", "model.tokenizer=/x"]))
-        hf_config = build_hf_config(config.model, token_ids, tokenizer_size=151657)
+        hf_config = build_hf_config(config.model.architecture, token_ids, tokenizer_size=151657)
         with torch.device("meta"):
             model = Qwen2VLForConditionalGeneration(hf_config)
         billions = sum(p.numel() for p in model.parameters()) / 1e9

@@ -46,9 +46,9 @@ from apps.bench.step_profile import (
 from apps.bench.train_data import bench_steps
 from apps.bench.train_run import RunOptions, build_engine, flavor_config, micro_batches, train_step
 from qvltrain.data.decode import DecodedSample
+from qvltrain.model.family import MODULE_GROUPS, FlopModel, get_family
 from qvltrain.train.distributed import init_distributed
-from qvltrain.train.flops import ModelShape, balance_cost_model
-from qvltrain.train.stages import MODULE_GROUPS
+from qvltrain.train.flops import balance_cost_model
 
 VISION = (VISION_FORWARD, VISION_BACKWARD)
 LLM = (LLM_FORWARD, LLM_BACKWARD, LOSS_FORWARD, LOSS_BACKWARD)
@@ -67,7 +67,7 @@ def regroup(samples: list[DecodedSample], seq_len: int) -> list[list[DecodedSamp
     return packs + ([current] if current else [])
 
 
-def pack_terms(pack: list[DecodedSample], shape: ModelShape) -> list[float]:
+def pack_terms(pack: list[DecodedSample], shape: FlopModel) -> list[float]:
     """FLOPs of the four cost terms of one pack: LLM tokens, LLM pairs, vision patches, vision pairs."""
     model = balance_cost_model(shape, list(MODULE_GROUPS))
     totals = [0.0, 0.0, 0.0, 0.0]
@@ -112,9 +112,11 @@ def run(flavor: str, seq_len: int, num_tokens: int, rounds: int, seed: int) -> d
     options = RunOptions(variant="packed", flavor=flavor, seq_len=seq_len, num_tokens=num_tokens, seed=seed)
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
-    engine = build_engine(options, flavor_config(flavor, None), tokenizer, on_gpu=on_gpu)
+    model_config = flavor_config(flavor, None)
+    family = get_family(model_config.family)
+    engine = build_engine(options, model_config, tokenizer, on_gpu=on_gpu)
     engine.train()
-    shape = ModelShape.from_hf_config(engine.module.model.config)
+    shape = family.flops(engine.module.model.config)
     packs = regroup(bench_steps(tokenizer, seq_len, num_tokens, seed).samples, seq_len)
     host = [micro_batches(options, pack, tokenizer.pad_token_id) for pack in packs]
     train_step(engine, options, host[0], device)  # warm-up
@@ -126,7 +128,7 @@ def run(flavor: str, seq_len: int, num_tokens: int, rounds: int, seed: int) -> d
         for index in order:
             batches = host[index]
             clock = PhaseClock(synchronize=on_gpu)
-            handles = attach(clock, engine.module.model)
+            handles = attach(clock, family.parts(engine.module.model))
             train_step(engine, options, batches, device, clock)
             for handle in handles:
                 handle.remove()

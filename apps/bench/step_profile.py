@@ -56,9 +56,9 @@ class PhaseClock:
         self._open, self._since = phase, now
 
 
-def attach(clock: PhaseClock, model: nn.Module) -> list:
-    """Hooks on a Qwen2VLForConditionalGeneration's tower and LLM; returns the handles to remove."""
-    visual, language_model = model.model.visual, model.model.language_model
+def attach(clock: PhaseClock, parts: dict[str, nn.Module]) -> list:
+    """Hooks on a model's tower and LLM (its family's `parts(model)`); returns the handles to remove."""
+    visual, language_model = parts["vision_tower"], parts["language_model"]
 
     def after(forward_done: str, backward_phase: str, output_of):
         def hook(module, args, output):

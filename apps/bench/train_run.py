@@ -30,11 +30,12 @@ from apps.bench.step_profile import DATA, GLUE, LOSS_BACKWARD, OPTIMIZER, PhaseC
 from apps.bench.train_data import BenchSteps, PaddedBatch, bench_steps, pad_samples
 from qvltrain.data.batch import pack_samples
 from qvltrain.data.decode import DecodedSample
-from qvltrain.model.flavors import ModelConfig
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.family import MODULE_GROUPS, FlopModel, get_family
 from qvltrain.train.distributed import init_distributed
-from qvltrain.train.flops import ModelShape, device_peak_flops, training_flops
+from qvltrain.train.flops import device_peak_flops, training_flops
 from qvltrain.train.metrics import peak_memory_gb
-from qvltrain.train.stages import MODULE_GROUPS, StageConfig
+from qvltrain.train.stages import StageConfig
 from qvltrain.vision.device import patches_to_pixel_values
 
 VARIANTS = ("baseline", "packed")
@@ -48,7 +49,8 @@ class RunOptions:
     variant: str
     """baseline or packed."""
     flavor: str = "tiny"
-    """Model flavor (conf/model/FLAVOR.yaml), randomly initialised: weights do not change speed."""
+    """Model config conf/model/FLAVOR.yaml (its family and flavor), randomly initialised: weights do not
+    change speed."""
     seq_len: int = 8192
     """Tokens per pack (and the longest sample admitted)."""
     num_tokens: int = 40_000
@@ -86,14 +88,15 @@ def flavor_config(flavor: str, activation_checkpointing: str | None) -> ModelCon
 class BaselineModule(nn.Module):
     """transformers' forward as a training script calls it; returns the micro-batch's share of the step loss."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, visual: nn.Module):
         super().__init__()
         self.model = model
+        self.visual = visual  # the family's vision tower (a submodule of `model`)
 
     def forward(self, batch: PaddedBatch, num_step_loss_tokens: int) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        visual = self.model.model.visual
+        visual = self.visual
         features: dict[str, list[torch.Tensor]] = {"image": [], "video": []}
         grids: dict[str, list[tuple[int, int, int]]] = {"image": [], "video": []}
         for patches in batch.patches:
@@ -123,7 +126,7 @@ class BaselineModule(nn.Module):
 
 def build_engine(options: RunOptions, model_config: ModelConfig, tokenizer, on_gpu: bool):
     """The trainer's own engine (qvltrain.train.engine), with the baseline's module in variant (a)."""
-    from qvltrain.model.train_module import enable_activation_checkpointing
+    from qvltrain.model.common.train_module import enable_activation_checkpointing
     from qvltrain.train.deepspeed_config import RunValues, resolve_deepspeed_config
     from qvltrain.train.engine import build_engine as build_training_engine
 
@@ -136,7 +139,7 @@ def build_engine(options: RunOptions, model_config: ModelConfig, tokenizer, on_g
 
     def baseline(model):
         enable_activation_checkpointing(model, model_config.activation_checkpointing)
-        return BaselineModule(model)
+        return BaselineModule(model, get_family(model_config.family).parts(model)["vision_tower"])
 
     engine, _ = build_training_engine(
         model_config,
@@ -183,7 +186,7 @@ def train_step(engine, options: RunOptions, batches: list, device, clock: PhaseC
     return loss_total
 
 
-def step_flops(shape: ModelShape, steps: BenchSteps) -> float:
+def step_flops(shape: FlopModel, steps: BenchSteps) -> float:
     """Model FLOPs of all steps, counted as the trainer counts them (identical for both variants)."""
     total = 0.0
     for sample in steps.samples:
@@ -201,6 +204,7 @@ def run(options: RunOptions) -> dict:
 
     tokenizer = load_tokenizer(None)
     model_config = flavor_config(options.flavor, options.activation_checkpointing)
+    family = get_family(model_config.family)
     steps = bench_steps(tokenizer, options.seq_len, options.num_tokens, options.seed)
     engine = build_engine(options, model_config, tokenizer, on_gpu)
     engine.train()
@@ -245,13 +249,13 @@ def run(options: RunOptions) -> dict:
         "step_seconds": step_seconds,
         "round_seconds": [sum(item[0]) for item in passes],
         "tokens_per_s": steps.num_real_tokens / seconds,
-        "model_flops": step_flops(ModelShape.from_hf_config(engine.module.model.config), steps),
+        "model_flops": step_flops(family.flops(engine.module.model.config), steps),
         "peak_memory_gb": peak_memory_gb(device),
         "losses": losses,
     }
     if options.profile:
         clock = PhaseClock(synchronize=on_gpu)
-        handles = attach(clock, engine.module.model)
+        handles = attach(clock, family.parts(engine.module.model))
         start = time.perf_counter()
         train_step(engine, options, host_steps[0], device, clock)
         profiled_seconds = time.perf_counter() - start

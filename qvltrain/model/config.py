@@ -41,14 +41,14 @@ class ModelConfig:
         family = get_family(self.family)
         if self.flavor not in family.flavors:
             raise ValueError(
-                f"model.flavor={self.flavor!r}: family {self.family} has flavors {', '.join(family.flavors)}"
+                f"model.flavor={self.flavor!r}: expected one of {', '.join(family.flavors)} (family {self.family})"
             )
         if self.position_rule is None:
             self.position_rule = family.position_rules[0]
         if self.position_rule not in family.position_rules:
             raise ValueError(
-                f"model.position_rule={self.position_rule!r}: family {self.family} accepts "
-                f"{', '.join(family.position_rules)}"
+                f"model.position_rule={self.position_rule!r}: expected one of "
+                f"{', '.join(family.position_rules)} (family {self.family})"
             )
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(

@@ -24,8 +24,12 @@ from typing import Any, Protocol
 
 FAMILIES: dict[str, str] = {
     "qwen2_vl": "qvltrain.model.qwen2_vl",
+    "qwen2_5_vl": "qvltrain.model.qwen2_5_vl",
 }
 """`model.family` value -> the package whose `FAMILY` implements it (the registry: one line per family)."""
+
+POSITION_RULE_KEY = "qvltrain_position_rule"
+"""Attribute of the transformers config (saved in config.json) naming the position rule trained with."""
 
 DEFAULT_FAMILY = "qwen2_vl"
 """The family of a config or checkpoint that names none (every run before families existed)."""
@@ -79,7 +83,8 @@ class ModelFamily:
     """(flavor, `model.arch` overrides as a nested dict) -> the typed architecture; raises ValueError
     naming `model.arch.<key>` for an unknown key or a bad value."""
     position_rules: tuple[str, ...]
-    """Accepted `model.position_rule` values, the default first (qvltrain/text/positions.py)."""
+    """Accepted `model.position_rule` values (qvltrain/text/positions.py), the default first: the rule
+    of the family's released weights, assumed for a checkpoint that records none."""
     box_format: str
     """Key of `qvltrain.text.grounding.BOX_FORMATTERS`: how this family writes grounding boxes."""
     build_model: Callable[..., Any]
@@ -109,16 +114,22 @@ class ModelFamily:
     """model -> {"vision_tower": module whose forward returns `.pooler_output` merged features,
     "language_model": decoder whose forward returns `.last_hidden_state`} (benchmark profiling hooks)."""
     extra_render_options: Callable[[Any], dict[str, Any]] | None = None
-    """model_config -> further `qvltrain.text.config.RenderConfig` fields this family's samples need
-    (e.g. a time scale of its positions); None: only those of `render_options`."""
+    """transformers config of the model -> further `qvltrain.text.config.RenderConfig` fields this
+    family's samples need (e.g. the time scale of its positions); None: only those of `render_options`."""
 
-    def render_options(self, model_config) -> dict[str, Any]:
+    def render_options(self, hf_config, position_rule: str) -> dict[str, Any]:
         """The RenderConfig fields the data path takes from the model (TrainBatches / SampleDecoder
-        `render_options`): the family's box format, the run's position rule, and the extras."""
-        options = {"box_format": self.box_format, "position_rule": model_config.position_rule}
+        `render_options`): the family's box format, the position rule, and the extras of `hf_config`
+        (the built or loaded model's config: it is right also under `model.init_from`)."""
+        options = {"box_format": self.box_format, "position_rule": position_rule}
         if self.extra_render_options is not None:
-            options.update(self.extra_render_options(model_config))
+            options.update(self.extra_render_options(hf_config))
         return options
+
+    def trained_position_rule(self, hf_config) -> str:
+        """The position rule a checkpoint or export was trained with (its config.json records it;
+        none recorded: the released weights' rule, `position_rules[0]`)."""
+        return getattr(hf_config, POSITION_RULE_KEY, None) or self.position_rules[0]
 
 
 def get_family(name: str) -> ModelFamily:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qvltrain.data.config import DataConfig
-from qvltrain.model.flavors import ModelConfig
+from qvltrain.model.config import ModelConfig
 from qvltrain.train.checkpoint import CheckpointConfig
 from qvltrain.train.loggers import LoggerConfig
 from qvltrain.train.schedule import ScheduleConfig

@@ -47,7 +47,7 @@ class RunValues:
     max_grad_norm: float = 1.0
     """Gradient clipping norm (train.max_grad_norm; 0 disables)."""
     hidden_size: int | None = None
-    """LLM hidden size (model.llm_hidden_size), for the ZeRO bucket sizes written as "auto"."""
+    """LLM hidden size (of model.flavor and model.arch), for the ZeRO bucket sizes written as "auto"."""
     learning_rates: dict[str, float] = field(default_factory=dict)
     """Peak learning rate of each trainable module group (stage.lr_<group>)."""
     adam_betas: tuple[float, float] = (0.9, 0.95)
@@ -72,7 +72,7 @@ class RunValues:
             world_size=world_size,
             on_gpu=on_gpu,
             max_grad_norm=train.max_grad_norm,
-            hidden_size=config.model.llm_hidden_size,
+            hidden_size=config.model.architecture.hidden_size,
             learning_rates={group: stage.learning_rate(group) for group in stage.trainable} if stage else {},
             adam_betas=(float(train.adam_betas[0]), float(train.adam_betas[1])),
             adam_eps=train.adam_eps,

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from qvltrain.model.flavors import ModelConfig
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.family import get_family
 from qvltrain.train.deepspeed_config import is_zero3, uses_cpu_adam
 from qvltrain.train.stages import StageConfig, apply_stage_freezing, parameter_groups
 
@@ -27,16 +28,10 @@ def seed_everything(seed: int) -> None:
 
 
 def train_module(model, model_config: ModelConfig, stage: StageConfig):
-    """The module a run trains: qvltrain's packed forward with the stage's tower and the config's
+    """The module a run trains: the family's packed forward with the stage's tower and the config's
     loss chunking and activation checkpointing."""
-    from qvltrain.model.train_module import VisionLanguageTrainModule
-
-    return VisionLanguageTrainModule(
-        model,
-        frozen_vision_tower="vision_tower" not in stage.trainable,
-        loss_chunk_tokens=model_config.loss_chunk_tokens,
-        activation_checkpointing=model_config.activation_checkpointing,
-    )
+    family = get_family(model_config.family)
+    return family.train_module(model, model_config, frozen_vision_tower="vision_tower" not in stage.trainable)
 
 
 def build_engine(
@@ -56,16 +51,16 @@ def build_engine(
     import deepspeed
     from transformers.integrations import HfDeepSpeedConfig
 
-    from qvltrain.model.build import build_model
+    family = get_family(model_config.family)
 
     # transformers enters deepspeed.zero.Init while this object is alive (weakref), so keep it until
     # the engine exists.
     hf_deepspeed_config = HfDeepSpeedConfig(ds_config) if is_zero3(ds_config) else None
     seed_everything(seed)
-    model = build_model(model_config, tokenizer, zero3=hf_deepspeed_config is not None)
-    trainable_numel = apply_stage_freezing(model, stage)
+    model = family.build_model(model_config, tokenizer, zero3=hf_deepspeed_config is not None)
+    trainable_numel = apply_stage_freezing(model, stage, family)
     module = wrap(model) if wrap is not None else train_module(model, model_config, stage)
-    groups = parameter_groups(module, stage, weight_decay)
+    groups = parameter_groups(model, stage, weight_decay, family)
     if uses_cpu_adam(ds_config):
         from deepspeed.ops.adam import DeepSpeedCPUAdam  # built on first use (ninja and a C++ compiler)
 

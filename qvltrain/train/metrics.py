@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from qvltrain.batch import PackedBatch
-from qvltrain.train.flops import ModelShape, training_flops
+from qvltrain.model.family import FlopModel
+from qvltrain.train.flops import training_flops
 
 
 @dataclass
@@ -21,7 +22,7 @@ class StepCounts:
     patches: float = 0.0
     flops: float = 0.0
 
-    def add_batch(self, batch: PackedBatch, shape: ModelShape, trainable: list[str], pad_id: int) -> None:
+    def add_batch(self, batch: PackedBatch, shape: FlopModel, trainable: list[str], pad_id: int) -> None:
         lengths = (batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).tolist()
         starts = batch.cu_seqlens[:-1].tolist()
         input_ids = batch.input_ids[0]

@@ -1,4 +1,8 @@
-"""The paper's three training stages as data: which modules train, at what learning rate."""
+"""The paper's three training stages as data: which modules train, at what learning rate.
+
+Which parameters form a group (vision_tower, merger, llm) is the model family's answer
+(`ModelFamily.module_groups`), by module, never by parameter name.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from qvltrain.model.family import MODULE_GROUPS, ModelFamily
+
 STAGES = ("vit_pretrain", "full_pretrain", "instruct")
-MODULE_GROUPS = ("vision_tower", "merger", "llm")
 TEMPLATES = ("plain", "chatml")
 
 
@@ -46,23 +51,35 @@ class StageConfig:
         return getattr(self, f"lr_{group}")
 
 
-def module_group(parameter_name: str) -> str:
-    """Which of MODULE_GROUPS a parameter of `Qwen2VLForConditionalGeneration` belongs to."""
-    if ".visual.merger." in f".{parameter_name}":
-        return "merger"
-    if ".visual." in f".{parameter_name}":
-        return "vision_tower"
-    return "llm"
+def parameter_group_of(model: torch.nn.Module, family: ModelFamily) -> dict[int, str]:
+    """id(parameter) -> its group of MODULE_GROUPS, from the family's modules (first group that holds it).
+
+    Raises ValueError naming parameters that no group holds: a family must place every weight.
+    """
+    groups: dict[int, str] = {}
+    for group, modules in family.module_groups(model).items():
+        if group not in MODULE_GROUPS:
+            raise ValueError(f"family {family.name}: module group {group!r} is not one of {MODULE_GROUPS}")
+        for module in modules:
+            for parameter in module.parameters():
+                groups.setdefault(id(parameter), group)
+    orphans = [name for name, parameter in model.named_parameters() if id(parameter) not in groups]
+    if orphans:
+        raise ValueError(
+            f"family {family.name}: parameters in no module group (stages could not freeze them): {orphans[:5]}"
+        )
+    return groups
 
 
-def apply_stage_freezing(model: torch.nn.Module, stage: StageConfig) -> dict[str, int]:
+def apply_stage_freezing(model: torch.nn.Module, stage: StageConfig, family: ModelFamily) -> dict[str, int]:
     """Set `requires_grad` by the stage's trainable groups; returns trainable element counts per group.
 
     Under ZeRO-3 the local tensors are partitions, so counts use `ds_numel` when present.
     """
+    group_of = parameter_group_of(model, family)
     trainable_numel = dict.fromkeys(MODULE_GROUPS, 0)
-    for name, parameter in model.named_parameters():
-        group = module_group(name)
+    for parameter in model.parameters():
+        group = group_of[id(parameter)]
         parameter.requires_grad_(group in stage.trainable)
         if parameter.requires_grad:
             trainable_numel[group] += getattr(parameter, "ds_numel", parameter.numel())
@@ -75,13 +92,16 @@ def is_no_decay(parameter_name: str, parameter: torch.nn.Parameter) -> bool:
     return len(shape) < 2 or parameter_name.endswith(".bias")
 
 
-def parameter_groups(model: torch.nn.Module, stage: StageConfig, weight_decay: float) -> list[dict]:
+def parameter_groups(
+    model: torch.nn.Module, stage: StageConfig, weight_decay: float, family: ModelFamily
+) -> list[dict]:
     """Optimizer groups: one per (module group, decay or not), each with its own peak learning rate."""
+    group_of = parameter_group_of(model, family)
     groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        key = (module_group(name), is_no_decay(name, parameter))
+        key = (group_of[id(parameter)], is_no_decay(name, parameter))
         groups.setdefault(key, []).append(parameter)
     return [
         {

@@ -13,12 +13,13 @@ import torch
 import yaml
 
 from qvltrain.batch import PackedBatch
+from qvltrain.model.family import get_family
 from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from qvltrain.train.config import Config
 from qvltrain.train.deepspeed_config import deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed, publish_rank
 from qvltrain.train.engine import build_engine
-from qvltrain.train.flops import ModelShape, balance_cost_model, device_peak_flops
+from qvltrain.train.flops import balance_cost_model, device_peak_flops
 from qvltrain.train.loggers import MetricsLogger
 from qvltrain.train.metrics import StepCounts, WaitClock, peak_memory_gb
 from qvltrain.train.progress import ProgressBar
@@ -81,14 +82,17 @@ class Trainer:
             adam_betas=config.train.adam_betas,
             adam_eps=config.train.adam_eps,
         )
-        self.model_shape = ModelShape.from_hf_config(self.engine.module.model.config)
+        self.family = get_family(config.model.family)
+        hf_config = self.engine.module.model.config
+        self.model_shape = self.family.flops(hf_config)
+        self.render_options = self.family.render_options(hf_config, config.model.position_rule)
         self.batches: Iterator[PackedBatch] = TrainBatches(
             config.data,
             config.stage.template,
             self.tokenizer,
             rank=self.rank,
             world_size=self.world_size,
-            position_rule=config.model.position_rule,
+            render_options=self.render_options,
             cost_model=balance_cost_model(self.model_shape, config.stage.trainable),
         )
         self.logger = MetricsLogger(
@@ -284,7 +288,7 @@ class Trainer:
             self.rank,
             self.world_size,
             datasets=data.validation,
-            position_rule=self.config.model.position_rule,
+            render_options=self.render_options,
         )
 
     def micro_batch_loss(self, batch: PackedBatch, step: int) -> torch.Tensor:

@@ -13,19 +13,20 @@ from qvltrain.data.balance import QUANTILE_BLOCK, CostModel, pick, planned_slice
 from qvltrain.data.config import DataConfig
 from qvltrain.data.loader import TrainBatches
 from qvltrain.data.packer import PlanItem
+from qvltrain.model.qwen2_vl.flops import QWEN2VL_2B, Qwen2VLFlops
 from qvltrain.text.tokenizer import load_tokenizer
-from qvltrain.train.flops import QWEN2VL_2B, ModelShape, balance_cost_model, training_flops
+from qvltrain.train.flops import balance_cost_model, training_flops
 from qvltrain.vision.budgets import ImageBudget
 from tests.data.mixed_shards import dataset, write_mixed_shards
 from tests.data.test_loader import SHAPES_BUDGET, check_resume_is_exact
 
 ALL = ["vision_tower", "merger", "llm"]
-TINY_SHAPE = ModelShape(64, 128, 2, 4, 2, 1000, 64, 256, 2, 1176, 4)
+TINY_SHAPE = Qwen2VLFlops(64, 128, 2, 4, 2, 1000, 64, 256, 2, 1176, 4)
 
 
 @pytest.mark.parametrize("shape", [QWEN2VL_2B, TINY_SHAPE])
 @pytest.mark.parametrize("trainable", [ALL, ["merger"], ["llm"], ["vision_tower", "merger"]])
-def test_sample_cost_is_the_training_flops(shape: ModelShape, trainable: list[str]) -> None:
+def test_sample_cost_is_the_training_flops(shape: Qwen2VLFlops, trainable: list[str]) -> None:
     model = balance_cost_model(shape, trainable)
     grids = [(1, 36, 52), (3, 8, 12)]  # an image and a 3-slice video, patches divisible by 4
     tokens = 40 + sum(t * h * w for t, h, w in grids) // 4

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qvltrain.model.build import POSITION_RULE_KEY, build_model, special_token_ids
-from qvltrain.model.flavors import ModelConfig, build_hf_config
+from qvltrain.model.common.checkpoint_guards import special_token_ids
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.family import POSITION_RULE_KEY
+from qvltrain.model.qwen2_vl.build import build_hf_config, build_model
 from qvltrain.text.tokenizer import load_tokenizer
 
 # The Qwen2-VL releases' special-token ids (their tokenizer's added tokens from 151643 on).
@@ -30,7 +32,7 @@ def save_config(folder: Path, hf_config) -> str:
 
 
 def test_tiny_tokenizer_with_a_release_checkpoint_names_every_mismatch(tmp_path: Path, tokenizer) -> None:
-    release = build_hf_config(ModelConfig(), RELEASE_IDS, tokenizer_size=151657)
+    release = build_hf_config(ModelConfig().architecture, RELEASE_IDS, tokenizer_size=151657)
     folder = save_config(tmp_path / "release", release)
     ours = special_token_ids(tokenizer)
     with pytest.raises(ValueError) as error:
@@ -44,7 +46,11 @@ def test_tiny_tokenizer_with_a_release_checkpoint_names_every_mismatch(tmp_path:
 
 
 def test_checkpoint_with_fewer_embedding_rows_than_tokens(tmp_path: Path, tokenizer) -> None:
-    small = build_hf_config(ModelConfig(vocab_size=500), special_token_ids(tokenizer), len(tokenizer))
+    small = build_hf_config(
+        ModelConfig(arch={"llm": {"vocab_size": 500}}).architecture,
+        special_token_ids(tokenizer),
+        len(tokenizer),
+    )
     folder = save_config(tmp_path / "small", small)
     with pytest.raises(ValueError, match=f"500 embedding rows but the tokenizer {len(tokenizer)} tokens"):
         build_model(ModelConfig(init_from=folder), tokenizer, zero3=False)

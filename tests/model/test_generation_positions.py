@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from apps.heldout_eval import last_trained_span
-from qvltrain.model.build import build_model
-from qvltrain.model.flavors import ModelConfig
-from qvltrain.model.generation import rope_index, use_position_rule
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.qwen2_vl.build import build_model
+from qvltrain.model.qwen2_vl.positions import rope_index, use_position_rule
 from qvltrain.text.config import RenderConfig
 from qvltrain.text.render import render_sample
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer

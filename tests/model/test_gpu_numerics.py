@@ -23,10 +23,11 @@ from transformers import Qwen2VLForConditionalGeneration
 from qvltrain.data.batch import pack_samples
 from qvltrain.data.decode import SampleDecoder
 from qvltrain.model import packed_attention
-from qvltrain.model.build import special_token_ids
-from qvltrain.model.flavors import ModelConfig, build_hf_config
-from qvltrain.model.loss import chunked_token_loss, plain_token_loss
-from qvltrain.model.train_module import VisionLanguageTrainModule
+from qvltrain.model.common.checkpoint_guards import special_token_ids
+from qvltrain.model.common.loss import chunked_token_loss, plain_token_loss
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.qwen2_vl.build import build_hf_config
+from qvltrain.model.qwen2_vl.train_module import Qwen2VLTrainModule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.device import collate_patches, to_pixel_values
 from tests.data.mixed_shards import KINDS, dataset, make_sample
@@ -46,7 +47,9 @@ def samples():
         record = {"task": "chat", "messages": messages, "meta": {"image_sizes": sizes}}
         decoded.append(decoder({"__key__": f"{kind}{index}", "json": json.dumps(record).encode(), **media}))
     torch.manual_seed(0)
-    config = build_hf_config(ModelConfig(), special_token_ids(tokenizer), tokenizer_size=len(tokenizer))
+    config = build_hf_config(
+        ModelConfig().architecture, special_token_ids(tokenizer), tokenizer_size=len(tokenizer)
+    )
     return config, decoded, info.special.pad
 
 
@@ -94,7 +97,7 @@ def test_bf16_packed_logits_equal_transformers_unpacked(kernel, gpu_device, samp
         monkeypatch.setattr(packed_attention, "_varlen_cuda", counted)
     reference32 = Qwen2VLForConditionalGeneration(copy.deepcopy(config)).to(gpu_device).eval()
     reference16 = copy.deepcopy(reference32).to(torch.bfloat16)
-    module = VisionLanguageTrainModule(copy.deepcopy(reference16)).eval()
+    module = Qwen2VLTrainModule(copy.deepcopy(reference16)).eval()
     seq_len = sum(len(s.input_ids) for s in decoded) + 5
     batch = pack_samples(decoded, seq_len, pad_id).to(gpu_device)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from qvltrain.model.loss import chunked_token_loss, plain_token_loss
+from qvltrain.model.common.loss import chunked_token_loss, plain_token_loss
 
 
 @pytest.mark.parametrize("chunk_tokens", [1, 7, 64, 10_000])

@@ -18,10 +18,11 @@ from transformers import Qwen2VLForConditionalGeneration
 
 from qvltrain.data.batch import concat_packs, pack_samples
 from qvltrain.data.decode import SampleDecoder
-from qvltrain.model.build import special_token_ids
-from qvltrain.model.flavors import ModelConfig, build_hf_config
-from qvltrain.model.packed_attention import LLM_ATTENTION, VISION_ATTENTION, packed_attention_forward
-from qvltrain.model.train_module import VisionLanguageTrainModule
+from qvltrain.model.common.checkpoint_guards import special_token_ids
+from qvltrain.model.common.packed_attention import LLM_ATTENTION, VISION_ATTENTION, packed_attention_forward
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.qwen2_vl.build import build_hf_config
+from qvltrain.model.qwen2_vl.train_module import Qwen2VLTrainModule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.device import collate_patches, to_pixel_values
 from tests.data.mixed_shards import KINDS, dataset, make_sample
@@ -31,9 +32,11 @@ from tests.data.mixed_shards import KINDS, dataset, make_sample
 def setup():
     tokenizer = load_tokenizer(None)
     torch.manual_seed(0)
-    config = build_hf_config(ModelConfig(), special_token_ids(tokenizer), tokenizer_size=len(tokenizer))
+    config = build_hf_config(
+        ModelConfig().architecture, special_token_ids(tokenizer), tokenizer_size=len(tokenizer)
+    )
     reference = Qwen2VLForConditionalGeneration(config).eval()
-    module = VisionLanguageTrainModule(copy.deepcopy(reference)).eval()
+    module = Qwen2VLTrainModule(copy.deepcopy(reference)).eval()
     info = TokenizerInfo.from_tokenizer(tokenizer)
     samples = {}
     for rule in ("paper", "transformers"):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchEmbed
 
-from qvltrain.model.patch_embed import PatchwiseConv3d, use_gemm_patch_embedding
+from qvltrain.model.common.patch_embed import PatchwiseConv3d, use_gemm_patch_embedding
 
 
 class _Tower(nn.Module):

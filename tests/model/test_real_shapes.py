@@ -21,8 +21,8 @@ import torch
 
 from qvltrain.data.batch import pack_samples
 from qvltrain.data.decode import SampleDecoder
-from qvltrain.model.build import build_model
-from qvltrain.model.train_module import VisionLanguageTrainModule
+from qvltrain.model.qwen2_vl.build import build_model
+from qvltrain.model.qwen2_vl.train_module import Qwen2VLTrainModule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from tests.data.mixed_shards import KINDS, dataset, make_sample
 from tests.model.test_packed_attention import reference_logits
@@ -38,10 +38,10 @@ RELEASE_SHAPES = {
 def shallow_overrides(flavor: str, llm_layers: int) -> list[str]:
     return [
         f"model={flavor}",
-        f"model.llm_num_layers={llm_layers}",
-        "model.vision_depth=1",
+        f"+model.arch.llm.num_layers={llm_layers}",
+        "+model.arch.vision.depth=1",
         "model.tokenizer=null",  # the bundled tiny tokenizer: a small embedding, real widths elsewhere
-        "model.vocab_size=null",
+        "+model.arch.llm.vocab_size=null",
     ]
 
 
@@ -65,7 +65,7 @@ def test_packed_logits_equal_unpacked_at_real_width(flavor: str) -> None:
     layer = reference.model.language_model.layers[0].self_attn
     assert layer.k_proj.out_features == kv_heads * head_dim  # grouped-query attention
 
-    module = VisionLanguageTrainModule(copy.deepcopy(reference)).eval()
+    module = Qwen2VLTrainModule(copy.deepcopy(reference)).eval()
     decoder = SampleDecoder(
         dataset("mixed", "unused"), "chatml", TokenizerInfo.from_tokenizer(tokenizer), 4096
     )

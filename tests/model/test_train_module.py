@@ -15,9 +15,10 @@ from qvltrain.data.config import DatasetConfig
 from qvltrain.data.decode import DecodedSample, SampleDecoder
 from qvltrain.data.reader import iter_samples
 from qvltrain.data.shards import expand_shards
-from qvltrain.model.build import special_token_ids
-from qvltrain.model.flavors import ModelConfig, build_hf_config
-from qvltrain.model.train_module import VisionLanguageTrainModule
+from qvltrain.model.common.checkpoint_guards import special_token_ids
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.qwen2_vl.build import build_hf_config
+from qvltrain.model.qwen2_vl.train_module import Qwen2VLTrainModule
 from qvltrain.text.tokenizer import TokenizerInfo, load_tokenizer
 from qvltrain.vision.budgets import ImageBudget
 from qvltrain.vision.device import collate_patches, to_pixel_values
@@ -27,7 +28,9 @@ SEQ_LEN = 256
 
 def tiny(tokenizer) -> Qwen2VLForConditionalGeneration:
     torch.manual_seed(0)
-    config = build_hf_config(ModelConfig(), special_token_ids(tokenizer), tokenizer_size=len(tokenizer))
+    config = build_hf_config(
+        ModelConfig().architecture, special_token_ids(tokenizer), tokenizer_size=len(tokenizer)
+    )
     return Qwen2VLForConditionalGeneration(config).eval()
 
 
@@ -52,7 +55,7 @@ def test_loss_matches_transformers_forward(synthetic_shards: Path) -> None:
     batch, samples = a_pack(synthetic_shards, tokenizer, 3)
     model = tiny(tokenizer)
     reference_model = tiny(tokenizer)
-    loss_sum, num_tokens, num_correct = VisionLanguageTrainModule(model)(batch)
+    loss_sum, num_tokens, num_correct = Qwen2VLTrainModule(model)(batch)
 
     reference_sum, reference_tokens, reference_correct = 0.0, 0, 0
     for sample in samples:
@@ -77,8 +80,8 @@ def test_frozen_tower_path_gives_the_same_loss_and_no_tower_grads(synthetic_shar
     tokenizer = load_tokenizer(None)
     batch, _ = a_pack(synthetic_shards, tokenizer, 2)
     model = tiny(tokenizer)
-    full, _, _ = VisionLanguageTrainModule(model)(batch)
-    frozen_module = VisionLanguageTrainModule(model, frozen_vision_tower=True)
+    full, _, _ = Qwen2VLTrainModule(model)(batch)
+    frozen_module = Qwen2VLTrainModule(model, frozen_vision_tower=True)
     frozen, _, _ = frozen_module(batch)
     torch.testing.assert_close(frozen, full, rtol=1e-6, atol=1e-6)
     frozen.backward()
@@ -97,7 +100,7 @@ def test_text_only_batch_still_runs_the_tower_once(synthetic_shards: Path) -> No
     model = tiny(tokenizer)
     calls = []
     model.model.visual.register_forward_hook(lambda *args: calls.append(1))
-    loss_sum, _, _ = VisionLanguageTrainModule(model)(batch)
+    loss_sum, _, _ = Qwen2VLTrainModule(model)(batch)
     loss_sum.backward()
     assert calls == [1]
     assert torch.count_nonzero(model.model.visual.blocks[0].attn.qkv.weight.grad) == 0
@@ -115,7 +118,7 @@ def test_activation_checkpointing_recomputes_the_chosen_parts_with_equal_gradien
     for which in ("none", "llm", "vision", "both"):
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)  # no deprecated transformers entry point
-            module = VisionLanguageTrainModule(tiny(tokenizer).train(), activation_checkpointing=which)
+            module = Qwen2VLTrainModule(tiny(tokenizer).train(), activation_checkpointing=which)
         llm = {layer.gradient_checkpointing for layer in module.model.model.language_model.layers}
         vision = {block.gradient_checkpointing for block in module.model.model.visual.blocks}
         assert llm == {which in ("llm", "both")} and vision == {which in ("vision", "both")}, which

@@ -22,9 +22,9 @@ def main(shards_dir: str) -> None:
 
     from qvltrain.data.config import DataConfig
     from qvltrain.data.loader import TrainBatches
-    from qvltrain.model.build import build_model
-    from qvltrain.model.flavors import ModelConfig
-    from qvltrain.model.train_module import VisionLanguageTrainModule
+    from qvltrain.model.config import ModelConfig
+    from qvltrain.model.qwen2_vl.build import build_model
+    from qvltrain.model.qwen2_vl.train_module import Qwen2VLTrainModule
     from qvltrain.text.tokenizer import load_tokenizer
     from tests.data.mixed_shards import dataset
 
@@ -42,7 +42,7 @@ def main(shards_dir: str) -> None:
     keep_alive = HfDeepSpeedConfig(ds_config)  # noqa: F841  (transformers enters zero.Init while it lives)
     torch.manual_seed(0)
     model = build_model(ModelConfig(), tokenizer, zero3=True)
-    module = VisionLanguageTrainModule(model, loss_chunk_tokens=32)  # ranks train different counts
+    module = Qwen2VLTrainModule(model, loss_chunk_tokens=32)  # ranks train different counts
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, foreach=False)
     engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config)
     kind = ("text", "video")[rank]

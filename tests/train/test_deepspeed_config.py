@@ -95,7 +95,7 @@ def test_the_shipped_stages_and_offload() -> None:
     offload = stages["zero3_offload"]["zero_optimization"]
     assert offload["offload_optimizer"]["device"] == offload["offload_param"]["device"] == "cpu"
     assert uses_cpu_adam(stages["zero3_offload"])
-    hidden = composed([]).model.llm_hidden_size  # "auto" buckets follow the model width
+    hidden = composed([]).model.architecture.hidden_size  # "auto" buckets follow the model width
     assert offload["reduce_bucket_size"] == hidden * hidden
     assert offload["stage3_prefetch_bucket_size"] == int(0.9 * hidden * hidden)
     assert offload["stage3_param_persistence_threshold"] == 10 * hidden
@@ -108,8 +108,8 @@ def test_hf_style_json_is_filled_from_our_config(tmp_path: Path) -> None:
             f"deepspeed.config_file={path}",
             "data.micro_batch_size=2",
             "train.max_grad_norm=0.5",
-            "model.llm_hidden_size=128",
-            "model.llm_num_heads=8",
+            "+model.arch.llm.hidden_size=128",
+            "+model.arch.llm.num_heads=8",
         ]
     )
     ds = deepspeed_config(config, world_size=2, on_gpu=True)

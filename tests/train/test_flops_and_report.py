@@ -11,22 +11,26 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import Qwen2VLForConditionalGeneration
 
 from apps.report import write_report
-from qvltrain.model.build import special_token_ids
-from qvltrain.model.flavors import ModelConfig, build_hf_config
+from qvltrain.model.common.checkpoint_guards import special_token_ids
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.qwen2_vl.build import build_hf_config
+from qvltrain.model.qwen2_vl.flops import Qwen2VLFlops
 from qvltrain.text.tokenizer import load_tokenizer
-from qvltrain.train.flops import ModelShape, llm_forward_flops, training_flops, vision_forward_flops
+from qvltrain.train.flops import training_flops
 
 
 def tiny_model():
     tokenizer = load_tokenizer(None)
-    config = build_hf_config(ModelConfig(), special_token_ids(tokenizer), tokenizer_size=len(tokenizer))
+    config = build_hf_config(
+        ModelConfig().architecture, special_token_ids(tokenizer), tokenizer_size=len(tokenizer)
+    )
     config._attn_implementation = "eager"  # attention as plain matmuls, which the counter sees
     return Qwen2VLForConditionalGeneration(config).eval()
 
 
 def test_llm_forward_matches_flop_counter() -> None:
     model = tiny_model()
-    shape = ModelShape.from_hf_config(model.config)
+    shape = Qwen2VLFlops.from_hf_config(model.config)
     length = 37
     input_ids = torch.randint(0, 1000, (1, length))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -34,26 +38,26 @@ def test_llm_forward_matches_flop_counter() -> None:
     # The counter sees the full L x L score matrix of eager attention; ours counts the causal half.
     causal_attention = shape.num_layers * 2 * 2 * shape.hidden * length * (length + 1) / 2
     full_attention = shape.num_layers * 2 * 2 * shape.hidden * length * length
-    expected = llm_forward_flops(shape, [length], num_logit_tokens=length) - causal_attention + full_attention
+    expected = shape.llm_forward_flops([length], num_logit_tokens=length) - causal_attention + full_attention
     assert counter.get_total_flops() == expected
 
 
 def test_vision_forward_matches_flop_counter() -> None:
     model = tiny_model()
-    shape = ModelShape.from_hf_config(model.config)
+    shape = Qwen2VLFlops.from_hf_config(model.config)
     grid_thw = [[1, 4, 6], [2, 2, 4]]
     pixel_values = torch.randn(sum(t * h * w for t, h, w in grid_thw), shape.patch_dim)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.model.visual(pixel_values, grid_thw=torch.tensor(grid_thw))
-    tower, merger = vision_forward_flops(shape, grid_thw)  # attention within each temporal slice
+    tower, merger = shape.vision_forward_flops(grid_thw)  # attention within each temporal slice
     assert counter.get_total_flops() == tower + merger
 
 
 def test_training_flops_follow_the_trainable_sets() -> None:
-    shape = ModelShape.from_hf_config(tiny_model().config)
+    shape = Qwen2VLFlops.from_hf_config(tiny_model().config)
     args = ([100, 50], 150, [[1, 4, 4]])
-    tower, merger = vision_forward_flops(shape, args[2])
-    llm = llm_forward_flops(shape, args[0], args[1])
+    tower, merger = shape.vision_forward_flops(args[2])
+    llm = shape.llm_forward_flops(args[0], args[1])
     assert training_flops(shape, *args, trainable=["vision_tower", "merger", "llm"]) == 3 * (
         tower + merger + llm
     )

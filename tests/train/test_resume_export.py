@@ -220,12 +220,12 @@ def exported_validation_loss(
     validated (`batches_per_rank` each), through our training forward of the exported model."""
     from qvltrain.config import to_typed
     from qvltrain.data.loader import TrainBatches
-    from qvltrain.model.train_module import VisionLanguageTrainModule
+    from qvltrain.model.qwen2_vl.train_module import Qwen2VLTrainModule
     from qvltrain.text.tokenizer import load_tokenizer
     from tests.test_config import compose_config
 
     config = to_typed(compose_config(["+stage=full_pretrain", *data_overrides]))
-    module = VisionLanguageTrainModule(model)
+    module = Qwen2VLTrainModule(model)
     tokenizer = load_tokenizer(str(export_dir))
     loss_sum = tokens = 0.0
     with torch.no_grad():

@@ -12,14 +12,14 @@ transformers' `sdpa` path does not isolate packed samples of the LLM given `[4, 
 Two names are registered. The vision tower hands `cu_seqlens` to its attention function only when
 the implementation's name contains "flash" (`is_flash_attention_requested`); otherwise it splits the
 images itself and calls the function once per image. So the vision config gets `VISION_ATTENTION`
-and the LLM `LLM_ATTENTION` (the LLM receives cu_seqlens from `VisionLanguageTrainModule` instead).
+and the LLM `LLM_ATTENTION` (the LLM receives cu_seqlens from the family's train module instead).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface, Qwen2VLForConditionalGeneration
+from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
@@ -148,8 +148,9 @@ def register_packed_attention() -> None:
         ALL_MASK_ATTENTION_FUNCTIONS.register(name, sdpa_mask)
 
 
-def use_packed_attention(model: Qwen2VLForConditionalGeneration) -> None:
-    """Switch a Qwen2-VL model to packed attention: the LLM and the vision tower."""
+def use_packed_attention(model) -> None:
+    """Switch a transformers VLM to packed attention: its LLM (`model.model.language_model`, config
+    `text_config`) and its vision tower (`model.model.visual`, config `vision_config`)."""
     register_packed_attention()
     text_config = model.model.language_model.config
     vision_config = model.model.visual.config

@@ -1,8 +1,9 @@
 """The vision tower's patch embedding as one matrix multiply.
 
-Qwen2-VL embeds each patch row ([C=3][t=2][14][14] = 1176 values) with a Conv3d whose kernel equals
-both its stride and its whole input, so every output is one dot product per channel: the convolution
-is a GEMM of the rows [P, 1176] with the weight viewed as [D, 1176]. torch's CPU Conv3d does not see
+Qwen-VL towers (Qwen2-VL, Qwen2.5-VL) embed each patch row ([C=3][t=2][14][14] = 1176 values) with a
+Conv3d whose kernel equals
+both its stride and its whole input, so every output is one dot product per channel: the
+convolution is a GEMM of the rows [P, 1176] with the weight viewed as [D, 1176]. torch's CPU Conv3d does not see
 that and is several times slower (docs/performance.md). Same parameter, same shape, same
 checkpoints; the results differ from the Conv3d only in summation order (~1e-6 in fp32).
 """

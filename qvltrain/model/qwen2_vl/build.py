@@ -1,4 +1,5 @@
-"""Build the Qwen2-VL model of a config: a flavor from scratch or a local Hugging Face folder.
+"""Build, load and export transformers' Qwen2-VL: from a flavor, a local Hugging Face folder, or the
+consolidated weights of a checkpoint.
 
 Under ZeRO-3 the model is created partitioned (`deepspeed.zero.Init`, entered by transformers when a
 live `HfDeepSpeedConfig` says stage 3), so a 7B model never materialises whole on one rank.
@@ -7,77 +8,71 @@ live `HfDeepSpeedConfig` says stage 3), so a 7B model never materialises whole o
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-from qvltrain.model.flavors import ModelConfig, build_hf_config
-from qvltrain.text.tokenizer import SpecialTokens
-
-
-def special_token_ids(tokenizer) -> dict[str, int]:
-    """The ids the model config needs, read from the tokenizer (never hard-coded)."""
-    tokens = SpecialTokens.from_tokenizer(tokenizer)
-    return {
-        "pad": tokens.pad,
-        "eos": tokens.eos,
-        "image_pad": tokens.image_pad,
-        "video_pad": tokens.video_pad,
-        "vision_start": tokens.vision_start,
-        "vision_end": tokens.vision_end,
-    }
-
-
-POSITION_RULE_KEY = "qvltrain_position_rule"
-"""Attribute of the transformers config (saved in config.json) naming the position rule trained with."""
+from qvltrain.model.common.checkpoint_guards import (
+    check_checkpoint_matches,
+    recorded_position_rule,
+    special_token_ids,
+)
+from qvltrain.model.config import ModelConfig
+from qvltrain.model.family import POSITION_RULE_KEY
+from qvltrain.model.qwen2_vl.config import Qwen2VLArchitecture
+from qvltrain.model.qwen2_vl.positions import use_position_rule
 
 RELEASE_POSITION_RULE = "paper"
 """The rule of a checkpoint that records none (the released Qwen2-VL weights)."""
 
 
-def recorded_position_rule(hf_config) -> str:
-    """The position rule a checkpoint was trained with ("paper" when it records none)."""
-    return getattr(hf_config, POSITION_RULE_KEY, None) or RELEASE_POSITION_RULE
-
-
-def check_checkpoint_matches(hf_config, tokenizer, config: ModelConfig) -> None:
-    """Refuse a checkpoint whose special-token ids, vocabulary or position rule disagree with this run.
-
-    A mismatch would otherwise train silently on wrong ids (e.g. the bundled 1,073-token tokenizer
-    with a released checkpoint's 151,936-row embedding: image pads would be ordinary words).
-    """
-    ids = special_token_ids(tokenizer)
-    where = f"model.init_from={config.init_from!r}"
-    tokenizer_name = config.tokenizer or "the bundled tiny tokenizer (model.tokenizer=null)"
-    problems = [
-        f"{name} is {getattr(hf_config, name, None)} in the checkpoint but {ids[key]} in the tokenizer"
-        for name, key in (
-            ("image_token_id", "image_pad"),
-            ("video_token_id", "video_pad"),
-            ("vision_start_token_id", "vision_start"),
-            ("vision_end_token_id", "vision_end"),
-        )
-        if getattr(hf_config, name, ids[key]) != ids[key]
-    ]
-    vocab_size = hf_config.text_config.vocab_size
-    if vocab_size < len(tokenizer):
-        problems.append(
-            f"the checkpoint has {vocab_size} embedding rows but the tokenizer {len(tokenizer)} tokens"
-        )
-    if problems:
-        raise ValueError(
-            f"{where} does not belong to model.tokenizer ({tokenizer_name}): " + "; ".join(problems) + ". "
-            "Point model.tokenizer at the tokenizer the checkpoint was trained with (for a release, its own "
-            "folder holds tokenizer.json)."
-        )
-    trained_rule = recorded_position_rule(hf_config)
-    if trained_rule != config.position_rule:
-        raise ValueError(
-            f"{where} was trained with model.position_rule={trained_rule!r} (config.json "
-            f"{POSITION_RULE_KEY}, absent means the release's 'paper'), but this run sets "
-            f"model.position_rule={config.position_rule!r}; set model.position_rule={trained_rule} to "
-            "continue with the positions the weights know"
-        )
+def build_hf_config(arch: Qwen2VLArchitecture, token_ids: dict[str, int], tokenizer_size: int, attn="sdpa"):
+    """The transformers `Qwen2VLConfig` of an architecture; special-token ids come from the tokenizer."""
+    llm, vision = arch.llm, arch.vision
+    text_config = dict(
+        vocab_size=llm.vocab_size or tokenizer_size,
+        hidden_size=llm.hidden_size,
+        intermediate_size=llm.intermediate_size,
+        num_hidden_layers=llm.num_layers,
+        num_attention_heads=llm.num_heads,
+        num_key_value_heads=llm.num_kv_heads,
+        hidden_act="silu",
+        max_position_embeddings=llm.max_position_embeddings,
+        rms_norm_eps=1e-6,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": llm.rope_theta,
+            "mrope_section": list(llm.mrope_section),
+        },
+        bos_token_id=token_ids["pad"],
+        eos_token_id=token_ids["eos"],
+        pad_token_id=token_ids["pad"],
+        tie_word_embeddings=llm.tie_word_embeddings,
+    )
+    vision_config = dict(
+        depth=vision.depth,
+        embed_dim=vision.embed_dim,
+        hidden_size=llm.hidden_size,
+        num_heads=vision.num_heads,
+        mlp_ratio=vision.mlp_ratio,
+        hidden_act="quick_gelu",
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        in_channels=3,
+    )
+    hf_config = Qwen2VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=token_ids["image_pad"],
+        video_token_id=token_ids["video_pad"],
+        vision_start_token_id=token_ids["vision_start"],
+        vision_end_token_id=token_ids["vision_end"],
+        tie_word_embeddings=llm.tie_word_embeddings,
+    )
+    hf_config._attn_implementation = attn
+    return hf_config
 
 
 def build_model(config: ModelConfig, tokenizer, *, zero3: bool) -> Qwen2VLForConditionalGeneration:
@@ -93,7 +88,8 @@ def build_model(config: ModelConfig, tokenizer, *, zero3: bool) -> Qwen2VLForCon
                 f"model.init_from={config.init_from!r}: no config.json there; expected a local Hugging Face "
                 "folder such as the previous stage's export (launch/export_hf.py)"
             )
-        check_checkpoint_matches(Qwen2VLConfig.from_pretrained(config.init_from), tokenizer, config)
+        hf_config = Qwen2VLConfig.from_pretrained(config.init_from)
+        check_checkpoint_matches(hf_config, tokenizer, config, RELEASE_POSITION_RULE)
         model = Qwen2VLForConditionalGeneration.from_pretrained(
             config.init_from,
             dtype=torch.float32,
@@ -101,7 +97,12 @@ def build_model(config: ModelConfig, tokenizer, *, zero3: bool) -> Qwen2VLForCon
             local_files_only=True,
         )
     else:
-        hf_config = build_hf_config(config, special_token_ids(tokenizer), tokenizer_size=len(tokenizer))
+        hf_config = build_hf_config(
+            config.architecture,
+            special_token_ids(tokenizer),
+            tokenizer_size=len(tokenizer),
+            attn=config.attn_implementation,
+        )
         model = Qwen2VLForConditionalGeneration._from_config(hf_config, dtype=torch.float32)
     if model.config.text_config.vocab_size < len(tokenizer):
         raise ValueError(
@@ -111,3 +112,36 @@ def build_model(config: ModelConfig, tokenizer, *, zero3: bool) -> Qwen2VLForCon
     model.config.use_cache = False
     setattr(model.config, POSITION_RULE_KEY, config.position_rule)  # saved with every checkpoint and export
     return model
+
+
+def load_pretrained(folder: str) -> Qwen2VLForConditionalGeneration:
+    """An exported folder in eval mode, generating with the positions it was trained with."""
+    model = Qwen2VLForConditionalGeneration.from_pretrained(folder, local_files_only=True).eval()
+    return use_position_rule(model, recorded_position_rule(model.config, RELEASE_POSITION_RULE))
+
+
+def load_checkpoint_model(hf_config_dir: str, state_dict: dict[str, torch.Tensor]):
+    """The model of a checkpoint's saved config with its consolidated fp32 weights (export)."""
+    hf_config = Qwen2VLConfig.from_pretrained(hf_config_dir)
+    with torch.device("meta"):
+        model = Qwen2VLForConditionalGeneration(hf_config)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
+    tied = {"lm_head.weight"} if hf_config.tie_word_embeddings else set()
+    if set(missing) - tied or unexpected:
+        raise ValueError(
+            f"checkpoint {os.path.dirname(hf_config_dir)} does not match its config: missing "
+            f"{sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    if tied:
+        model.tie_weights()
+    return model.float().eval()
+
+
+def save_processor(out_dir: str, image_budget: Mapping[str, int]) -> None:
+    """Qwen2-VL's image processor config under the run's pixel budget."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    processor = Qwen2VLImageProcessorPil(
+        size={"shortest_edge": image_budget["min_pixels"], "longest_edge": image_budget["max_pixels"]}
+    )
+    processor.save_pretrained(out_dir)

@@ -1,4 +1,4 @@
-"""Generation with the positions a model was trained with.
+"""Qwen2-VL generation with the positions a model was trained with.
 
 transformers computes M-RoPE positions itself during `generate` (prefill through
 `Qwen2VLModel.get_rope_index`, then each new token at `cache position + rope_deltas`), always under its
@@ -7,7 +7,7 @@ than in training after any video with more tubes than max(h', w'). `use_position
 model's `get_rope_index` by ours for the given rule, so prefill and every decoding step follow it:
 
     model = Qwen2VLForConditionalGeneration.from_pretrained(folder)
-    use_position_rule(model, recorded_position_rule(model.config))
+    use_position_rule(model, "paper")   # build.load_pretrained does this with the recorded rule
     model.generate(input_ids=..., mm_token_type_ids=..., pixel_values=..., image_grid_thw=...)
 """
 
@@ -66,7 +66,11 @@ def _grid_list(grids: torch.Tensor | None) -> list[tuple[int, int, int]]:
 
 
 def use_position_rule(model, position_rule: str):
-    """Make `model` (a Qwen2VLForConditionalGeneration) compute generation positions under `position_rule`."""
+    """Make `model` (a Qwen2VLForConditionalGeneration) compute generation positions under `position_rule`.
+
+    The M-RoPE positions themselves are `qvltrain.text.positions` (the loader computes the same ones
+    per sample); this only hands them to transformers' generation loop.
+    """
     check_position_rule(position_rule)
     inner = model.model
     merge = inner.config.vision_config.spatial_merge_size

@@ -1,94 +1,21 @@
-"""The module DeepSpeed wraps: a PackedBatch in, summed token loss out.
+"""Qwen2-VL's packed training forward: the shared `PackedTrainModule` with Qwen2-VL's tower.
 
-It runs the vision tower ONCE per micro-batch over images and video tubes together (one grid list,
-in token order), scatters the merged features into the pad-token slots, and runs the LLM. A rank
-whose micro-batch has no media runs the tower on a 2x2 dummy patch and adds its output times zero,
-so every rank calls every ZeRO-3 parameter gather the same number of times (invariant 3).
-Attention is qvltrain's packed attention (model/packed_attention.py): the LLM attends within each
-segment of `cu_seqlens`, the tower within each image or video slice; no [L, L] mask is ever built.
-The patch embedding runs as one GEMM instead of a Conv3d (model/patch_embed.py).
+The tower attends within each image or temporal slice of a video (its cu_seqlens come from the
+grids), with 2D rotary positions per patch; everything else is common/train_module.py.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-from transformers import Qwen2VLForConditionalGeneration
 from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids
 
-from qvltrain.batch import PackedBatch
-from qvltrain.model.loss import chunked_token_loss, plain_token_loss
-from qvltrain.model.packed_attention import packed_llm_kwargs, use_packed_attention
-from qvltrain.model.patch_embed import use_gemm_patch_embedding
-from qvltrain.vision.device import to_pixel_values
-
-CHECKPOINTING = ("none", "llm", "vision", "both")
+from qvltrain.model.common.train_module import PackedTrainModule
 
 
-def enable_activation_checkpointing(model: Qwen2VLForConditionalGeneration, which: str) -> None:
-    """Recompute each decoder layer ("llm") and/or ViT block ("vision") in the backward pass."""
-    if which not in CHECKPOINTING:
-        raise ValueError(
-            f"model.activation_checkpointing={which!r}: expected one of {', '.join(CHECKPOINTING)}"
-        )
-    if which == "none":
-        return
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    keep = {"llm": model.model.language_model.layers, "vision": model.model.visual.blocks}
-    for part, layers in keep.items():
-        if which not in (part, "both"):
-            for layer in layers:
-                layer.gradient_checkpointing = False
+class Qwen2VLTrainModule(PackedTrainModule):
+    """A `Qwen2VLForConditionalGeneration` (as `.model`) trained on packed micro-batches."""
 
-
-class VisionLanguageTrainModule(nn.Module):
-    def __init__(
-        self,
-        model: Qwen2VLForConditionalGeneration,
-        frozen_vision_tower: bool = False,
-        loss_chunk_tokens: int = 0,
-        activation_checkpointing: str = "none",
-    ):
-        super().__init__()
-        self.model = model
-        self.frozen_vision_tower = frozen_vision_tower
-        self.loss_chunk_tokens = loss_chunk_tokens
-        use_packed_attention(model)
-        use_gemm_patch_embedding(model.model.visual)
-        enable_activation_checkpointing(model, activation_checkpointing)
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def _visual_features(self, batch: PackedBatch, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
-        """Merged visual features [N, hidden] in token order, and whether they are a dummy."""
-        visual = self.model.model.visual
-        if not batch.pixels:
-            merge = visual.spatial_merge_size
-            grid_thw = torch.tensor([[1, merge, merge]], device=batch.input_ids.device)
-            vision_config = visual.config
-            patch_dim = (
-                vision_config.in_channels * vision_config.temporal_patch_size * vision_config.patch_size**2
-            )
-            pixel_values = torch.zeros(merge * merge, patch_dim, device=grid_thw.device)
-            is_dummy = True
-        else:
-            grid_thw = batch.grid_thw
-            pixel_values = to_pixel_values(batch.pixels, batch.grid_thw, batch.temporal_repeat)
-            is_dummy = False
-        pixel_values = pixel_values.to(dtype)
-        if self.frozen_vision_tower:
-            # The frozen tower keeps no activations; the merger (trainable) runs with grad below.
-            with torch.no_grad():
-                hidden = self._tower_blocks(pixel_values, grid_thw)
-            features = visual.merger(hidden)
-        else:
-            features = visual(pixel_values, grid_thw=grid_thw).pooler_output
-        return features, is_dummy
-
-    def _tower_blocks(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        """The vision tower up to (not including) the merger."""
+    def tower_blocks(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
         visual = self.model.model.visual
         position_ids = get_vision_position_ids(grid_thw, visual.spatial_merge_size, kwargs={})
         cu_seqlens, max_seqlen = get_vision_attention_seqlens(grid_thw, visual.config, kwargs={})
@@ -99,37 +26,3 @@ class VisionLanguageTrainModule(nn.Module):
                 hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings
             )
         return hidden
-
-    def hidden_states(self, batch: PackedBatch) -> torch.Tensor:
-        """Final LLM hidden states [1, L, H] of a packed micro-batch."""
-        language_model = self.model.model.language_model
-        inputs_embeds = language_model.embed_tokens(batch.input_ids)  # [1, L, H]
-        features, is_dummy = self._visual_features(batch, inputs_embeds.dtype)
-        if is_dummy:
-            inputs_embeds = inputs_embeds + 0.0 * features.sum()
-        else:
-            visual_slots = batch.mm_token_type_ids > 0  # [1, L]
-            if int(visual_slots.sum()) != features.shape[0]:
-                raise ValueError(
-                    f"batch {batch.keys[:4]}: {int(visual_slots.sum())} visual pad tokens but the tower made "
-                    f"{features.shape[0]} features; a visual block was cut or a grid is wrong"
-                )
-            inputs_embeds = inputs_embeds.masked_scatter(
-                visual_slots.unsqueeze(-1), features.to(inputs_embeds.dtype)
-            )
-        hidden = language_model(
-            inputs_embeds=inputs_embeds,
-            position_ids=batch.position_ids,  # [4, 1, L]
-            **packed_llm_kwargs(batch.cu_seqlens, batch.max_seqlen, language_model.config.layer_types),
-        ).last_hidden_state
-        return hidden
-
-    def forward(self, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(sum of token losses, loss tokens, correctly predicted loss tokens) of the micro-batch.
-
-        The caller divides the sum by the loss-token count of the whole step across ranks.
-        """
-        hidden = self.hidden_states(batch)
-        if self.loss_chunk_tokens:
-            return chunked_token_loss(self.model.lm_head, hidden, batch.labels, self.loss_chunk_tokens)
-        return plain_token_loss(self.model.lm_head, hidden, batch.labels)
