@@ -81,6 +81,36 @@ def test_hydra_only_at_the_config_edge() -> None:
     assert users == {"qvltrain/config.py"}
 
 
+def family_packages() -> set[str]:
+    """The model family folders, qvltrain/model/<name>/ (everything there but common/)."""
+    model = LIBRARY / "model"
+    return {path.parent.name for path in model.glob("*/__init__.py")} - {"common"}
+
+
+def test_model_families_are_plug_ins() -> None:
+    """Only a family's own folder imports it (the rest asks the registry, qvltrain/model/family.py);
+    common/, family.py and config.py import no family; no family imports another."""
+    families = family_packages()
+    assert "qwen2_vl" in families
+    files = library_files() + [
+        p for folder in ("apps", "launch") for p in sorted((REPO_ROOT / folder).rglob("*.py"))
+    ]
+    violations = []
+    for path in files:
+        relative = path.relative_to(REPO_ROOT).parts
+        own = relative[2] if relative[:2] == ("qvltrain", "model") and len(relative) > 3 else None
+        for module, line in imports(path):
+            parts = module.split(".")
+            if (
+                parts[:2] == ["qvltrain", "model"]
+                and len(parts) > 2
+                and parts[2] in families
+                and parts[2] != own
+            ):
+                violations.append(f"{'/'.join(relative)}:{line} imports {module}")
+    assert not violations, "\n".join(violations)
+
+
 def test_no_file_over_400_lines() -> None:
     files = library_files() + sorted((REPO_ROOT / "apps").rglob("*.py"))
     long = {
