@@ -1,13 +1,14 @@
 """Benchmark: step efficiency across data-parallel ranks (mean rank cost / max rank cost per step).
 
     python -m apps.bench.balance [--workload FILE] [--ranks 8 64] [--lookahead 64]
-        [--steps 400] [--out bench_results/balance.json]
+        [--steps 400] [--family NAME] [--out bench_results/balance.json]
 
 A ZeRO-3 step waits for its slowest rank. Each rank packs its own stream of samples (the planner
 of `qvltrain.data.packer`, window `data.pack_window`, seq_len 8192, max_patches 32768) and takes one
 pack per micro-batch. The cost of a pack is `qvltrain.data.balance.CostModel` over its samples
 (Qwen2-VL-2B training FLOPs, every group trainable: LLM per token and per causal pair, ViT per patch
-and per pair within each slice) plus the LLM work of its padding tokens. Step efficiency = mean over
+and per pair within each slice; `--family NAME`: that model family's reference release, from its
+FLOP counts) plus the LLM work of its padding tokens. Step efficiency = mean over
 ranks / max over ranks of that cost, averaged over steps.
 
 - baseline: today's per-rank packing, packs taken in planning order;
@@ -150,10 +151,27 @@ def simulate(
     }
 
 
+def family_cost_model(family: str | None) -> CostModel:
+    """The data layer's default cost model (Qwen2-VL-2B, rounded), or the training FLOPs of the
+    family's reference release with every group trainable."""
+    if family is None:
+        return CostModel()
+    from qvltrain.model.family import MODULE_GROUPS, get_family
+    from qvltrain.train.flops import balance_cost_model
+
+    return balance_cost_model(get_family(family).reference_flops(), list(MODULE_GROUPS))
+
+
 def run(
-    workload: Workload, rank_counts: list[int], lookahead: int, window: int, seed: int, steps: int
+    workload: Workload,
+    rank_counts: list[int],
+    lookahead: int,
+    window: int,
+    seed: int,
+    steps: int,
+    cost_model: CostModel | None = None,
 ) -> dict:
-    cost_model = CostModel()
+    cost_model = cost_model or CostModel()
     rows = {}
     for ranks in rank_counts:
         baseline = simulate(workload, cost_model, ranks, 0, window, seed, steps)
@@ -180,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--window", type=int, default=DataConfig.pack_window)
     parser.add_argument("--steps", type=int, default=400, help="steps measured per rank count (at most)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--family", default=None, help="model family whose reference release prices the samples"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_results/balance.json"))
     args = parser.parse_args(argv)
     if args.lookahead < 1 or min(args.ranks) < 1:
@@ -195,7 +216,16 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": platform.processor() or platform.machine(),
         "seq_len": SEQ_LEN,
         "max_patches": MAX_PATCHES,
-        **run(workload, args.ranks, args.lookahead, args.window, args.seed, args.steps),
+        "family": args.family,
+        **run(
+            workload,
+            args.ranks,
+            args.lookahead,
+            args.window,
+            args.seed,
+            args.steps,
+            family_cost_model(args.family),
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

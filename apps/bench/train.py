@@ -1,6 +1,6 @@
 """Benchmark: training-step speed, (a) a baseline as users run today vs (b) qvltrain, same device.
 
-    python -m apps.bench.train [--flavor tiny|qwen2vl_2b] [--seq-len 8192] [--num-tokens N]
+    python -m apps.bench.train [--flavor tiny|qwen2vl_2b|...] [--seq-len 8192] [--num-tokens N]
         [--activation-checkpointing none|llm|vision|both] [--samples-per-micro-batch 1]
         [--out bench_results/train.json]
 

@@ -39,6 +39,9 @@ def test_default_cost_model_is_qwen2vl_2b_fully_trained() -> None:
     expected = balance_cost_model(QWEN2VL_2B, ALL)
     for name in ("llm_token", "llm_pair", "vision_patch", "vision_pair"):
         assert getattr(CostModel(), name) == pytest.approx(getattr(expected, name), rel=1e-4)
+    # The benchmark prices samples by a family's reference release on request (apps.bench.balance).
+    assert balance_bench.family_cost_model("qwen2_vl") == expected
+    assert balance_bench.family_cost_model(None) == CostModel()
 
 
 def test_quantiles_are_shared_stratified_and_reach_every_position() -> None:
