@@ -128,7 +128,12 @@ def evaluate_task(
     model = family.load_pretrained(model_dir)  # generates with the positions it was trained with
     render_options = family.render_options(model.config, family.trained_position_rule(model.config))
     prompts = read_prompts(shards, tokenizer, budget, video_budget, limit, render_options)
-    parse_box = BOX_PARSERS[family.box_format]
+    parse_box = BOX_PARSERS.get(family.box_format)
+    if task == "grounding" and parse_box is None:
+        raise ValueError(
+            f"--task grounding: box format {family.box_format!r} of family {family.name} has no parser in "
+            "qvltrain/text/box_parsing.py BOX_PARSERS"
+        )
     if not prompts:
         raise ValueError(f"no usable samples in {shards}")
     hits = 0
