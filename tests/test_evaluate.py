@@ -21,3 +21,14 @@ def test_box_iou() -> None:
 
 def test_clean_answer_stops_at_end_of_turn() -> None:
     assert clean_answer(" a handwritten 7<|im_end|>\n<|im_start|>user") == "a handwritten 7"
+
+
+def test_boxes_are_parsed_in_the_family_format_and_round_trip() -> None:
+    from qvltrain.text.box_parsing import BOX_PARSERS
+    from qvltrain.text.grounding import BOX_FORMATTERS
+
+    parse = BOX_PARSERS["qwen2_vl"]
+    assert parse("the digit <|box_start|>(402,114),(615,391)<|box_end|>") == (402, 114, 615, 391)
+    assert parse("no box here") is None
+    rendered = BOX_FORMATTERS["qwen2_vl"]([412, 88, 630, 301], (1024, 768))
+    assert parse(rendered.text) == (402, 114, 615, 391)  # docs/formats.md's example
