@@ -4,22 +4,34 @@ The planner never sees pixels. It works on `PlanItem`s (a key plus the sample's 
 counts from `meta`), so a window of thousands of samples costs only their metadata; the pipeline
 decodes a sample once its pack is final.
 
-`WindowedBestFitDecreasing` (the default) buffers `window` items, sorts them by size (largest first)
-and places each into the fullest open pack it still fits (best fit) on both budgets. It then emits
-every pack of the round except the `carry_packs` least-filled ones, whose items go back into the
-window to meet the next arrivals: the leftovers of one round are the gap-fillers of the next. Why
-this algorithm: measured in `python -m apps.bench.packing` against next-fit in arrival order,
-best-fit over open packs and padding (docs/benchmarks.md); it is the only one above 99.5% real
-tokens at seq_len 8192 on the realistic mixture, at a few microseconds per sample.
+`WindowedBestFitDecreasing` (the planner the pipeline uses) buffers `window` items and plans them in
+one round. Each round fills packs by minimum slack (`min_slack_packs`, the default `method`): the
+largest item left opens a pack, and a bounded depth-first search (larger items first) picks the
+subset of the others that leaves the least room on the round's binding budget (tokens, or patches
+when the window's patches fill the packs first); items with nothing on that budget (text when the
+patches bind) then go into the fullest pack they still fit. The round emits every pack except the
+`carry_packs` least-filled ones (at most half a window of items), whose items go back into the
+window to meet the next arrivals: the leftovers of one round are the gap-fillers of the next. An
+item is carried only while fewer than `max_wait` windows of samples arrived after it, so none waits
+forever.
+`method="best_fit"` is the earlier rule (sort largest first, each item into the pack with the most
+tokens it still fits; one pack carried), kept as the benchmarks' baseline. Why this algorithm:
+measured in `python -m apps.bench.packing` against best fit, next-fit in arrival order, best fit
+over open packs and padding (docs/benchmarks.md): 99.97% real tokens at seq_len 8192 when the tokens
+bind (best fit: 99.83%), and 0.8% over a lower bound on the pack count when the patches bind (best
+fit: 1.4%), at ~10-20 us of planning per sample.
 
-Everything here is deterministic: ties are broken by arrival order, so a replay plans the same packs.
+Everything here is deterministic: ties are broken by arrival order, so a replay plans the same packs,
+and a round depends only on the set of items in the window (its state).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 
 
 @dataclass
@@ -97,21 +109,143 @@ def best_fit_decreasing(items: list[PlanItem], budget: Budget) -> list[list[Plan
     return [pack.items for pack in packs]
 
 
+def min_slack_packs(items: list[PlanItem], budget: Budget, nodes: int = 50) -> list[list[PlanItem]]:
+    """Packs of `items` filled by minimum slack on the binding budget, fullest first (module docstring).
+
+    The binding budget is the one the items fill first (patches when sum(patches) / max_patches is the
+    larger, tokens otherwise). `nodes` bounds each pack's search: a deeper search fills the first
+    packs more exactly but with the small items the later packs need (50 measured best).
+    """
+    by_patches = sum(i.num_patches for i in items) * budget.seq_len > sum(i.num_tokens for i in items) * (
+        budget.max_patches
+    )
+    binding, second = ("num_patches", "num_tokens") if by_patches else ("num_tokens", "num_patches")
+    size, other = attrgetter(binding), attrgetter(second)
+    capacities = (budget.max_patches, budget.seq_len) if by_patches else (budget.seq_len, budget.max_patches)
+    # Largest first on the binding budget; the smaller other size first among equals, then arrival.
+    left = sorted((i for i in items if size(i) > 0), key=lambda i: (-size(i), other(i), i.arrival))
+    negated = [-size(item) for item in left]  # ascending, for bisect
+    packs: list[_OpenPack] = []
+    while left:
+        negated.pop(0)
+        pack = _OpenPack()
+        pack.add(left.pop(0))
+        best = _best_subset(
+            left, negated, other, (size(pack.items[0]), other(pack.items[0])), capacities, nodes
+        )
+        for index in sorted(best, reverse=True):
+            pack.add(left.pop(index))
+            negated.pop(index)
+        packs.append(pack)
+    # Items with nothing on the binding budget: into the pack fullest on it that they fit.
+    filled = attrgetter("patches" if by_patches else "tokens")
+    for item in sorted((i for i in items if size(i) == 0), key=lambda i: (-other(i), i.arrival)):
+        target: _OpenPack | None = None
+        for pack in packs:
+            if (
+                pack.tokens + item.num_tokens <= budget.seq_len
+                and pack.patches + item.num_patches <= budget.max_patches
+                and (target is None or filled(pack) > filled(target))
+            ):
+                target = pack
+        if target is None:
+            target = _OpenPack()
+            packs.append(target)
+        target.add(item)
+    # Fullest first by the fuller of the two budgets (exact integers); among equals the pack with the
+    # oldest item first, so a window carries its newest items when fills tie.
+    packs.sort(
+        key=lambda pack: (
+            -max(pack.tokens * budget.max_patches, pack.patches * budget.seq_len),
+            min(item.arrival for item in pack.items),
+        )
+    )
+    return [pack.items for pack in packs]
+
+
+def _best_subset(
+    left: list[PlanItem],
+    negated: list[int],
+    other: Callable[[PlanItem], int],
+    used: tuple[int, int],
+    capacity: tuple[int, int],
+    nodes: int,
+) -> list[int]:
+    """Indices into `left` (sorted largest first, sizes -`negated`) that fill `capacity[0] - used[0]` best.
+
+    Depth-first, larger items first, at most `nodes` candidates looked at; an item of the size of the
+    sibling just tried is skipped (it gives the same sums); the other budget (`other`, index 1) must
+    fit too. The first subset found with the least room wins.
+    """
+    best_filled, best = used[0], []
+    chosen: list[int] = []
+    looked = 0
+
+    def search(start: int, filled: int, other_filled: int) -> bool:
+        nonlocal best_filled, best, looked
+        if filled > best_filled:
+            best_filled, best = filled, list(chosen)
+            if filled == capacity[0]:
+                return True
+        tried = None
+        for index in range(bisect_left(negated, filled - capacity[0], lo=start), len(left)):
+            looked += 1
+            if looked > nodes:
+                return True
+            item_size, item_other = -negated[index], other(left[index])
+            if item_size == tried or other_filled + item_other > capacity[1]:
+                continue
+            tried = item_size
+            chosen.append(index)
+            if search(index + 1, filled + item_size, other_filled + item_other):
+                return True
+            chosen.pop()
+        return False
+
+    search(0, *used)
+    return best
+
+
+MAX_WAIT = 8
+"""Windows of later arrivals an item may wait before its pack is emitted whatever its fill."""
+
+
 class WindowedBestFitDecreasing:
     """Streaming planner: `add` items, `pop` planned packs; `pending` is its whole state (items).
 
     A round runs when the window holds `window` items; `flush` runs rounds until nothing is left
-    (end of finite data, benchmarks).
+    (end of finite data, benchmarks). `method` fills a round's packs: "min_slack" (`min_slack_packs`)
+    or "best_fit" (`best_fit_decreasing`, the earlier rule). Each round carries its least-filled packs
+    back into the window: at most `carry_packs` of them (None: 16 for min_slack, 1 for best_fit,
+    measured in apps.bench.packing), and beyond the first only while their items stay within half a
+    window, so a window always takes new items; never a pack with an item that `max_wait` windows of
+    later arrivals have passed (None: no bound, as best fit had).
     """
 
-    def __init__(self, budget: Budget, window: int = 256, carry_packs: int = 1, min_ready: int = 1):
+    METHODS = {"min_slack": (min_slack_packs, 16), "best_fit": (best_fit_decreasing, 1)}
+
+    def __init__(
+        self,
+        budget: Budget,
+        window: int = 256,
+        carry_packs: int | None = None,
+        min_ready: int = 1,
+        method: str = "min_slack",
+        max_wait: int | None = MAX_WAIT,
+    ):
+        if method not in self.METHODS:
+            raise ValueError(f"packer: method={method!r} is not one of {sorted(self.METHODS)}")
+        self.plan, default_carry = self.METHODS[method]
+        carry_packs = default_carry if carry_packs is None else carry_packs
         if window < 1 or carry_packs < 0 or min_ready < 1:
             raise ValueError(
                 f"packer: window={window} and min_ready={min_ready} must be >= 1, carry_packs={carry_packs} >= 0"
             )
-        self.budget, self.window, self.carry_packs = budget, window, carry_packs
+        self.budget, self.window, self.carry_packs, self.method = budget, window, carry_packs, method
         self.min_ready = min_ready
         """A round runs only while fewer packs than this are ready (the balance's lookahead)."""
+        self.max_wait = None if max_wait is None else max_wait * window
+        """Later arrivals after which an item is no longer carried (None: no bound)."""
         self.pending: list[PlanItem] = []
         """Items waiting in the window, in arrival order."""
         self.ready: deque[list[PlanItem]] = deque()
@@ -132,10 +266,21 @@ class WindowedBestFitDecreasing:
             self._round(final=True)
 
     def _round(self, final: bool) -> None:
-        packs = best_fit_decreasing(self.pending, self.budget)
-        keep = 0 if final else min(self.carry_packs, len(packs) - 1)
-        emitted, carried = packs[: len(packs) - keep], packs[len(packs) - keep :]
-        self.ready.extend(emitted)
+        packs = self.plan(self.pending, self.budget)  # fullest first
+        carried: list[list[PlanItem]] = []
+        if not final:
+            # An item with more than max_wait arrivals after it is due: its pack goes out.
+            newest = max(item.arrival for item in self.pending)
+            due = -1 if self.max_wait is None else newest - self.max_wait
+            num_items = 0
+            for pack in reversed(packs[1:]):  # least filled first; the fullest always goes out
+                if len(carried) == self.carry_packs or (carried and num_items + len(pack) > self.window // 2):
+                    break
+                if min(item.arrival for item in pack) > due:
+                    carried.append(pack)
+                    num_items += len(pack)
+        kept = {id(pack) for pack in carried}
+        self.ready.extend(pack for pack in packs if id(pack) not in kept)
         self.pending = sorted((item for pack in carried for item in pack), key=lambda item: item.arrival)
 
 
