@@ -1,8 +1,9 @@
 """Qwen2-VL (transformers' `Qwen2VLForConditionalGeneration`) as a qvltrain model family.
 
 Where each piece lives: config.py (architecture and flavors), build.py (build, HF load and export,
-checkpoint guards), train_module.py (the packed training forward), modules.py (stage groups,
-activation checkpointing, parts), positions.py (generation under the trained position rule), flops.py.
+checkpoint guards), train_module.py (the packed training forward: common/train_module.py with
+Qwen2-VL's tower), modules.py (stage groups by module, parts), positions.py (generation under the
+trained position rule; the loader's positions are qvltrain/text/positions.py), flops.py.
 Grounding boxes are written by `qvltrain.text.grounding.qwen2_vl_box_text` (box_format "qwen2_vl":
 integers in [0, 1000) relative to the original image). Heavy imports stay inside the functions so
 that composing a config does not import transformers.
