@@ -30,6 +30,7 @@ from qvltrain.data.batch import concat_packs
 from qvltrain.data.config import DataConfig
 from qvltrain.data.decode import SampleDecoder
 from qvltrain.data.pipeline import PipelineSetup, ReaderPipeline
+from qvltrain.data.resize import resized_rank_state
 from qvltrain.data.shards import expand_shards, shard_sample_counts
 from qvltrain.data.stream import check_split
 from qvltrain.text.tokenizer import TokenizerInfo
@@ -149,17 +150,33 @@ class TrainBatches:
             "readers": states,
         }
 
+    def resumes_exactly(self, state: dict) -> bool:
+        """Whether `state` is this rank's under the same split (else: load_resized_state)."""
+        return (state["rank"], state["world_size"], state["num_workers"]) == (
+            self.rank,
+            self.world_size,
+            self.num_workers,
+        )
+
     def load_state_dict(self, state: dict) -> None:
-        saved = (state["world_size"], state["num_workers"])
-        if saved != (self.world_size, self.num_workers) or state["rank"] != self.rank:
+        if not self.resumes_exactly(state):
+            saved = (state["world_size"], state["num_workers"])
             raise ValueError(
                 f"data state of rank {state['rank']} (world size {saved[0]}, data.num_workers {saved[1]}) "
                 f"cannot resume rank {self.rank} (world size {self.world_size}, num_workers "
-                f"{self.num_workers}): shards are split by both; resume with the same values"
+                f"{self.num_workers}) exactly: shards are split by both; resume with the same values, or "
+                "with train.checkpoint.allow_world_size_change=true (each epoch goes on, in another order)"
             )
         self.close()
         self._states = list(state["readers"])
         self._consumed = state["consumed"]
+
+    def load_resized_state(self, states: list[dict]) -> None:
+        """Resume from every rank's state of a run with another world size or num_workers: each
+        dataset's epoch goes on without repeating or losing a sample (data.resize)."""
+        self.load_state_dict(
+            resized_rank_state(states, self.setup, self.rank, self.world_size, self.num_workers)
+        )
 
     def close(self) -> None:
         """Stop the workers (a new iterator starts on the next batch)."""

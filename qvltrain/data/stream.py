@@ -10,7 +10,9 @@ slice (at most one shard per epoch).
 
 State (exact, small): epoch, position in the epoch's segment list, ordinal of the next sample in the
 current shard, the RNG, and the buffered samples as (shard, ordinal, key) references; loading
-re-opens the current shard at its ordinal and re-reads the buffered samples.
+re-opens the current shard at its ordinal and re-reads the buffered samples. After a resume by
+another number of readers (data.resize) the current epoch's segments are given explicitly
+(`segments`: what the saved readers had left, re-split); the next epoch is cut the usual way.
 """
 
 from __future__ import annotations
@@ -82,8 +84,12 @@ class DatasetStream:
         self._samples: Iterator[RawSample] | None = None
         self._read_this_epoch = 0
         self._segments: tuple[int, list[Segment]] | None = None
+        self.given: list[Segment] | None = None
+        """This epoch's segments when they are not this reader's slice: a re-split epoch (data.resize)."""
 
     def _current_segments(self) -> list[Segment]:
+        if self.given is not None:
+            return self.given
         if self._segments is None or self._segments[0] != self.epoch:
             segments = epoch_segments(
                 self.shards, self.counts, self.seed, self.name, self.epoch, self.reader, self.num_readers
@@ -102,7 +108,9 @@ class DatasetStream:
         while True:
             segments = self._current_segments()
             if self.position >= len(segments):
-                if self._read_this_epoch == 0:
+                if self.given is not None:  # a re-split epoch may hold few samples, or none, for a reader
+                    self.given = None
+                elif self._read_this_epoch == 0:
                     raise RuntimeError(
                         f"dataset {self.name!r}: a whole epoch of reader {self.reader}'s shards held no "
                         f"readable sample (skips so far: {dict(self.skips.counts)})"
@@ -159,12 +167,15 @@ class DatasetStream:
             "read_this_epoch": self._read_this_epoch,
             "rng": self.rng.getstate(),
             "buffer": [(s.url, s.ordinal, s.key) for s in self.buffer],
+            "segments": None if self.given is None else [(g.url, g.first, g.end) for g in self.given],
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position, self.ordinal = state["epoch"], state["position"], state["ordinal"]
         self._read_this_epoch = state["read_this_epoch"]
         self.rng.setstate(_as_rng_state(state["rng"]))
+        given = state.get("segments")
+        self.given = None if given is None else [Segment(*segment) for segment in given]
         self._samples = None
         self.buffer = reread(state["buffer"])
 
