@@ -32,7 +32,7 @@ import json
 import platform
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -95,7 +95,8 @@ class RankStream:
     """One rank's planner over its share of the workload; `next_pack` as the pipeline takes them."""
 
     def __init__(self, items: list[PlanItem], window: int, lookahead: int, seed: int):
-        self.items: Iterator[PlanItem] = iter(items)
+        # Numbered by arrival at this rank, as each reader of the pipeline numbers its own samples.
+        self.items: Iterator[PlanItem] = (replace(item, arrival=n) for n, item in enumerate(items))
         self.lookahead, self.seed = lookahead, seed
         self.planner = WindowedBestFitDecreasing(
             Budget(SEQ_LEN, MAX_PATCHES), window, min_ready=max(1, lookahead)

@@ -45,7 +45,8 @@ class PlanItem:
     num_patches: int
     """ViT patch rows (t*h*w summed over the sample's images and videos), at most max_patches."""
     arrival: int = 0
-    """Arrival index; breaks ties so plans are reproducible."""
+    """Arrival index, counting up by one per sample (the pipeline numbers each reader's arrivals);
+    breaks ties so plans are reproducible, and tells the window how long an item has waited."""
     cost: float = 0.0
     """Relative compute cost from metadata (`qvltrain.data.balance.CostModel`); only balancing reads it."""
 
@@ -245,7 +246,7 @@ class WindowedBestFitDecreasing:
         self.min_ready = min_ready
         """A round runs only while fewer packs than this are ready (the balance's lookahead)."""
         self.max_wait = None if max_wait is None else max_wait * window
-        """Later arrivals after which an item is no longer carried (None: no bound)."""
+        """Later arrivals (by `PlanItem.arrival`) after which an item is no longer carried (None: no bound)."""
         self.pending: list[PlanItem] = []
         """Items waiting in the window, in arrival order."""
         self.ready: deque[list[PlanItem]] = deque()
