@@ -38,8 +38,15 @@ def decoder(tokenizer, rule: str = "paper", max_length: int = 4096) -> SampleDec
     )
 
 
-def decoded_samples(tokenizer, rule: str = "paper", kinds=KINDS * 2, seed: int = 3) -> list:
-    """Text, image, two-image, MP4 and frame-list samples, plus one large image (many windows)."""
+def decoded_samples(
+    tokenizer,
+    rule: str = "paper",
+    kinds=KINDS * 2,
+    seed: int = 3,
+    big_image: tuple[int, int] | None = (330, 500),
+) -> list:
+    """Text, image, two-image, MP4 and frame-list samples, plus one image of `big_image` (height,
+    width) pixels: several windows, cut short at the edges (500x330: 18 x 12 merged tokens)."""
     sample_decoder = decoder(tokenizer, rule)
     rng = random.Random(seed)
     samples = []
@@ -48,13 +55,18 @@ def decoded_samples(tokenizer, rule: str = "paper", kinds=KINDS * 2, seed: int =
         record = {"task": "chat", "messages": messages, "meta": {"image_sizes": sizes}}
         raw = {"__key__": f"{kind}{index}", "json": json.dumps(record).encode(), **media}
         samples.append(sample_decoder(raw))
+    if big_image is None:
+        return samples
+    height, width = big_image
     big = [
         {"role": "user", "content": [{"type": "image", "file": "0.jpg"}, {"type": "text", "text": "what"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "a picture"}]},
     ]
-    record = {"task": "chat", "messages": big, "meta": {"image_sizes": [[500, 330]]}}
+    record = {"task": "chat", "messages": big, "meta": {"image_sizes": [[width, height]]}}
     samples.append(
-        sample_decoder({"__key__": "big", "json": json.dumps(record).encode(), "0.jpg": jpeg(330, 500, 9)})
+        sample_decoder(
+            {"__key__": "big", "json": json.dumps(record).encode(), "0.jpg": jpeg(height, width, 9)}
+        )
     )
     return samples
 
