@@ -5,11 +5,20 @@ RUN/checkpoints/step_000123/
   rank_00000.pt      per rank: RNG states, data pipeline state, trainer counters
   meta.json          resolved config, versions, world size, step, tokens seen
   COMMITTED          written by rank 0 after a barrier: only now is the checkpoint usable
+  universal/...      made on the first resume by another number of ranks (DeepSpeed's universal
+                     checkpoint: every parameter's fp32 weight and Adam moments, whole)
 RUN/checkpoints/latest -> step_000123   moved (atomically) only after COMMITTED
+
+Another world size: ZeRO's files are cut by the saving world size, so rank 0 converts them once with
+DeepSpeed's own `ds_to_universal` and every rank loads its new partition of each parameter from that
+(`checkpoint.load_universal` in the DeepSpeed config, set by the trainer). Each rank then reads every
+saved rank's state (the data state is re-derived from all of them, data.resize).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
@@ -25,6 +34,7 @@ from qvltrain.train.distributed import barrier
 
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
 DEEPSPEED_TAG = "state"
+UNIVERSAL_DIR = "universal"
 
 
 @dataclass
@@ -40,7 +50,9 @@ class CheckpointConfig:
     save_at_end: bool = True
     """Save a checkpoint after the last step."""
     allow_world_size_change: bool = False
-    """Resume even if the world size differs (the data order then differs from the original run)."""
+    """Resume even if the world size or data.num_workers differs: weights and Adam moments carry over
+    (DeepSpeed's universal checkpoint), each dataset's epoch continues without repeating or losing a
+    sample, but the data order differs from the original run's (docs/training.md)."""
     allow_data_change: bool = False
     """Resume even if the data config differs from the checkpoint's."""
 
@@ -139,6 +151,101 @@ def load_checkpoint(engine, directory: str, rank: int) -> dict[str, Any]:
     state = torch.load(rank_file, weights_only=False)
     set_rng_state(state.pop("rng"))
     return state
+
+
+def load_universal_config(ds_config: dict[str, Any]) -> dict[str, Any]:
+    """`ds_config` for an engine that will load a checkpoint written by another number of ranks."""
+    return {**ds_config, "checkpoint": {**ds_config.get("checkpoint", {}), "load_universal": True}}
+
+
+def convert_to_universal(directory: str, rank: int) -> str:
+    """Collective: DIR/universal, DeepSpeed's universal checkpoint of DIR/deepspeed (made by rank 0 on
+    first use, atomically: a crash while converting leaves no half-made folder that would be used)."""
+    target = os.path.join(directory, UNIVERSAL_DIR)
+    if rank == 0 and not os.path.isdir(target):
+        import argparse
+
+        from deepspeed.checkpoint.ds_to_universal import main as ds_to_universal
+
+        temporary = target + ".tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        arguments = argparse.Namespace(
+            input_folder=os.path.join(directory, "deepspeed", DEEPSPEED_TAG),
+            output_folder=os.path.join(temporary, DEEPSPEED_TAG),
+            num_extract_workers=1,
+            num_merge_workers=1,
+            keep_temp_folder=False,
+            strict=True,
+            inject_missing_state=False,
+        )
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                ds_to_universal(arguments)
+        except Exception as error:
+            raise RuntimeError(
+                f"DeepSpeed's ds_to_universal could not convert {arguments.input_folder}: {error}\n"
+                f"{log.getvalue()[-3000:]}"
+            ) from error
+        os.replace(temporary, target)
+        print(f"[qvltrain] converted {directory}/deepspeed to a universal checkpoint", flush=True)
+    barrier()
+    return target
+
+
+def load_resized_checkpoint(engine, directory: str, rank: int, seed: int) -> list[dict[str, Any]]:
+    """Collective: restore the engine from a checkpoint written by another number of ranks; returns
+    every saved rank's state (the caller re-derives its own from all of them).
+
+    Kept: every trainable weight in fp32 and its Adam moments and step count; the module groups'
+    learning rates and weight decay are this run's config (DeepSpeed's universal loader copies the
+    first group's values to all, which is undone here). Frozen weights are not in the universal
+    checkpoint (it holds the optimizer's parameters only): they are rebuilt as the run built them
+    (model.init_from or the seeded initialisation), which is what the saving run trained with
+    (invariant 8). The global RNGs are re-seeded from (train.seed, rank, step).
+    """
+    if not engine.load_universal_checkpoint():
+        raise ValueError("the engine was not built to load a universal checkpoint (load_universal_config)")
+    universal = convert_to_universal(directory, rank)
+    ours = [{k: v for k, v in group.items() if k != "params"} for group in engine.optimizer.param_groups]
+    load_path, _ = engine.load_checkpoint(universal, tag=DEEPSPEED_TAG)
+    if load_path is None:
+        raise RuntimeError(f"DeepSpeed could not load the universal checkpoint in {universal}")
+    for group, values in zip(engine.optimizer.param_groups, ours, strict=True):
+        group.update(values)
+    _unshare_step_counts(engine.optimizer)
+    meta = read_meta(directory)
+    states = read_rank_states(directory, meta["world_size"])
+    reseed(seed, rank, meta["step"])
+    return states
+
+
+def read_rank_states(directory: str, world_size: int) -> list[dict[str, Any]]:
+    """Every saved rank's state (data state, counters, RNG), rank 0 first."""
+    states = []
+    for rank in range(world_size):
+        rank_file = os.path.join(directory, f"rank_{rank:05d}.pt")
+        if not os.path.exists(rank_file):
+            raise ValueError(f"{rank_file} does not exist, but meta.json says {world_size} ranks wrote")
+        states.append(torch.load(rank_file, weights_only=False))
+    return states
+
+
+def _unshare_step_counts(zero_optimizer) -> None:
+    """DeepSpeed's universal loader gives every parameter group the same `step` tensor object; torch's
+    Adam adds 1 to it in place for each group, so the shared counter would run ahead."""
+    inner = getattr(zero_optimizer, "optimizer", zero_optimizer)
+    for state in inner.state.values():
+        if isinstance(state.get("step"), torch.Tensor):
+            state["step"] = state["step"].clone()
+
+
+def reseed(seed: int, rank: int, step: int) -> None:
+    """The global RNGs from (seed, rank, step): what a resumed rank without a saved RNG state uses."""
+    value = random.Random(f"{seed}-rank-{rank}-step-{step}").getrandbits(63)
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
 
 
 def read_meta(directory: str) -> dict[str, Any]:

@@ -14,7 +14,15 @@ import yaml
 
 from qvltrain.batch import PackedBatch
 from qvltrain.model.family import get_family
-from qvltrain.train.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
+from qvltrain.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_resized_checkpoint,
+    load_universal_config,
+    read_meta,
+    read_rank_states,
+    save_checkpoint,
+)
 from qvltrain.train.config import Config
 from qvltrain.train.deepspeed_config import deepspeed_config
 from qvltrain.train.distributed import all_reduce_sum, barrier, init_distributed, publish_rank
@@ -72,6 +80,10 @@ class Trainer:
 
         self.tokenizer = load_tokenizer(config.model.tokenizer)
         ds_config = deepspeed_config(config, self.world_size, self.on_gpu)
+        resume = config.train.checkpoint.resume
+        self.resume_from = self._checkpoint_to_resume(resolved_config) if resume else None
+        if self.resume_from is not None and self.resume_from[1]["world_size"] != self.world_size:
+            ds_config = load_universal_config(ds_config)  # ZeRO partitions re-cut for this world size
         self.engine, trainable_numel = build_engine(
             config.model,
             config.stage,
@@ -110,8 +122,8 @@ class Trainer:
             print(f"[qvltrain] stage {config.stage.name}: trainable parameters: {counts}", flush=True)
         if config.data.validation:
             self._validation_batches()  # fails now, not at the first validation, on a bad shard list
-        if config.train.checkpoint.resume:
-            self._maybe_resume()
+        if self.resume_from is not None:
+            self._resume(*self.resume_from)
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -155,34 +167,52 @@ class Trainer:
             print(f"[qvltrain] checkpoint committed: {directory}", flush=True)
         return directory
 
-    def _maybe_resume(self) -> None:
+    def _checkpoint_to_resume(self, resolved_config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The run's latest committed checkpoint and its meta.json, checked against this run."""
         directory = latest_checkpoint(self.run_dir)
         if directory is None:
-            return
+            return None
         meta = read_meta(directory)
         checkpoint_config = self.config.train.checkpoint
         if meta["world_size"] != self.world_size and not checkpoint_config.allow_world_size_change:
             raise ValueError(
                 f"{directory} was written by {meta['world_size']} ranks, this run has {self.world_size}: the data "
-                "order would change. Resume anyway with train.checkpoint.allow_world_size_change=true, or "
-                "start a new run directory"
+                "order would change. Resume anyway with train.checkpoint.allow_world_size_change=true (weights, "
+                "Adam moments and each dataset's epoch carry over, docs/training.md), or start a new run directory"
             )
-        if (
-            meta["config"].get("data") != self.resolved_config.get("data")
-            and not checkpoint_config.allow_data_change
-        ):
+        saved_data, data = dict(meta["config"].get("data") or {}), dict(resolved_config.get("data") or {})
+        if checkpoint_config.allow_world_size_change:  # the readers are re-derived for another split
+            saved_data.pop("num_workers", None), data.pop("num_workers", None)
+        if saved_data != data and not checkpoint_config.allow_data_change:
             raise ValueError(
                 f"the data config differs from the one saved in {directory}/meta.json. Resume anyway with "
                 "train.checkpoint.allow_data_change=true, or start a new run directory"
             )
-        state = load_checkpoint(self.engine, directory, self.rank)
-        if state.get("data") is not None and hasattr(self.batches, "load_state_dict"):
-            self.batches.load_state_dict(state["data"])
+        return directory, meta
+
+    def _resume(self, directory: str, meta: dict[str, Any]) -> None:
+        if meta["world_size"] == self.world_size:
+            state, states = load_checkpoint(self.engine, directory, self.rank), None
+        else:  # every saved rank's state: tokens_seen and the step counters are global (the same on all)
+            states = load_resized_checkpoint(self.engine, directory, self.rank, self.config.train.seed)
+            state = states[0]
+        data = state.get("data")
+        if data is not None and hasattr(self.batches, "load_state_dict"):
+            if self.batches.resumes_exactly(data):
+                self.batches.load_state_dict(data)
+            elif not self.config.train.checkpoint.allow_world_size_change:
+                self.batches.load_state_dict(data)  # raises, naming both splits
+            else:  # each dataset's epoch goes on from what all saved readers consumed (data.resize)
+                states = states or read_rank_states(directory, meta["world_size"])
+                self.batches.load_resized_state([saved["data"] for saved in states])
         self.tokens_seen = state["tokens_seen"]
         self.num_nonfinite_steps = state["num_nonfinite_steps"]
         self.start_step = meta["step"]
         if self.rank == 0:
-            print(f"[qvltrain] resumed from {directory} at step {self.start_step}", flush=True)
+            how = (
+                f" (written by {meta['world_size']} ranks, re-split for {self.world_size})" if states else ""
+            )
+            print(f"[qvltrain] resumed from {directory} at step {self.start_step}{how}", flush=True)
 
     def _set_learning_rates(self, step: int) -> dict[str, float]:
         multiplier = lr_multiplier(step, self.config.train.max_steps, self.config.train.schedule)

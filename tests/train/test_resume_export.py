@@ -29,11 +29,12 @@ def launch(
     extra: list[str],
     env: dict | None = None,
     entry: str = "launch/train.py",
+    num_ranks: int = 2,
 ) -> subprocess.Popen:
     command = [
         str(Path(sys.executable).parent / "deepspeed"),
         "--num_gpus",
-        "2",
+        str(num_ranks),
         "--master_port",
         str(free_port()),
         entry,
