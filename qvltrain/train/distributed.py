@@ -5,13 +5,32 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import warnings
 
 import torch
 
 
+def compiled_ops_in_environment() -> str | None:
+    """Keep DeepSpeed's JIT-compiled ops (CPU Adam, the CPU shared-memory allreduce) in this Python
+    environment, `<sys.prefix>/torch_extensions`, unless TORCH_EXTENSIONS_DIR says otherwise.
+
+    torch's default, `~/.cache/torch_extensions`, is one folder per user: two checkouts (two venvs)
+    on one machine then rebuild the same op against each other's include paths on every start, and
+    every rank of both waits on the build lock (minutes per run on a loaded machine). Returns the
+    folder used (None: the user's setting, or a read-only environment keeps torch's default).
+    """
+    if "TORCH_EXTENSIONS_DIR" in os.environ or not os.access(sys.prefix, os.W_OK):
+        return None
+    folder = os.path.join(sys.prefix, "torch_extensions")
+    os.environ["TORCH_EXTENSIONS_DIR"] = folder
+    return folder
+
+
 def use_cpu_accelerator() -> bool:
-    """No CUDA device: DeepSpeed's CPU accelerator and gloo. Must run before deepspeed is imported."""
+    """No CUDA device: DeepSpeed's CPU accelerator and gloo. Must run before deepspeed is imported
+    (it also places DeepSpeed's compiled ops, see `compiled_ops_in_environment`)."""
+    compiled_ops_in_environment()
     if torch.cuda.is_available():
         return False
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -42,10 +61,44 @@ def init_distributed() -> tuple[int, int, int]:
 
     deepspeed.init_distributed(dist_backend="gloo" if cpu else "nccl", verbose=False)
     rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if cpu:
+        release_shm_buffer(rank)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not cpu:
         torch.cuda.set_device(local_rank)
     return rank, world_size, local_rank
+
+
+SHM_DIR = "/dev/shm"
+SHM_PREFIX = "deepspeed_allreduce_buffer"
+"""DeepSpeed's CPU shared-memory allreduce maps one ~69 MB file per rank, named
+`<SHM_PREFIX>_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank>`, and never unlinks it."""
+
+
+def shm_buffer_path(rank: int) -> str:
+    """The /dev/shm file DeepSpeed's CPU allreduce creates for `rank` of this run."""
+    name = (
+        f"{SHM_PREFIX}_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_{os.environ.get('MASTER_PORT', '')}"
+    )
+    return os.path.join(SHM_DIR, f"{name}_{rank}")
+
+
+def release_shm_buffer(rank: int) -> bool:
+    """Unlink this rank's shared-memory allreduce file once every rank has mapped it.
+
+    /dev/shm is RAM: left behind, every two-rank CPU run (each test, each demo stage, a killed run
+    too) keeps ~140 MB until reboot, and a machine that runs the suite a few times fills its memory.
+    DeepSpeed maps all ranks' files while joining the group; after a barrier the names are no longer
+    needed (the mappings stay valid until the processes exit), so each rank removes its own now,
+    which also covers runs that are later killed. True when a file was removed.
+    """
+    torch.distributed.barrier()  # on every rank, whether or not its file exists: never one-sided
+    path = shm_buffer_path(rank)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False  # the shm op is not in use (one rank, ranks on several hosts, op not built)
+    return True
 
 
 def publish_rank(run_dir: str, rank: int, local_rank: int, world_size: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qvltrain.train.distributed import free_port
+from qvltrain.train.distributed import SHM_PREFIX, free_port
 from tests.conftest import REPO_ROOT, deadline_s
 
 pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
@@ -58,13 +59,8 @@ def assert_mixture_logged(metrics: list[dict]) -> None:
 @pytest.mark.parametrize("stage", ["vit_pretrain", "full_pretrain", "instruct"])
 def test_two_rank_zero3_run_of_each_stage(stage: str, tmp_path: Path, synthetic_shards: Path) -> None:
     run_dir = tmp_path / "run"
-    launcher = [
-        str(Path(sys.executable).parent / "deepspeed"),
-        "--num_gpus",
-        "2",
-        "--master_port",
-        str(free_port()),
-    ]
+    port = free_port()
+    launcher = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port)]
     result = run_training(
         [*launcher, "launch/train.py", f"+stage={stage}"],
         run_dir,
@@ -79,10 +75,6 @@ def test_two_rank_zero3_run_of_each_stage(stage: str, tmp_path: Path, synthetic_
     assert all(
         0 <= record["rank_wait_share"] < 1 and 0 < record["rank_work_balance"] <= 1 for record in metrics
     )
-    # CPU ranks: the share of each step spent waiting at collectives, and the ranks' work balance.
-    assert all(
-        0 <= record["rank_wait_share"] < 1 and 0 < record["rank_work_balance"] <= 1 for record in metrics
-    )
     assert_mixture_logged(metrics)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["stage"]["name"] == stage and saved["train"]["run_dir"] == str(run_dir)
@@ -90,6 +82,8 @@ def test_two_rank_zero3_run_of_each_stage(stage: str, tmp_path: Path, synthetic_
     assert f"run directory: {run_dir}" in result.stdout
     # Both ranks wrote into the one run directory: nothing else appeared beside it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    # Nor in /dev/shm (RAM): DeepSpeed's CPU allreduce files of this run were unlinked by the ranks.
+    assert not glob.glob(f"/dev/shm/{SHM_PREFIX}_*_{port}_*"), "shared-memory allreduce files left behind"
 
 
 def test_single_process_run_with_launcher_argument(tmp_path: Path, synthetic_shards: Path) -> None:

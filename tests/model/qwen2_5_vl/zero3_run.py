@@ -26,10 +26,12 @@ def main(shards_dir: str) -> None:
     from qvltrain.model.config import ModelConfig
     from qvltrain.model.family import get_family
     from qvltrain.text.tokenizer import load_tokenizer
+    from qvltrain.train.distributed import release_shm_buffer
     from tests.data.mixed_shards import dataset
 
     deepspeed.init_distributed(dist_backend="gloo", verbose=False)
     rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    release_shm_buffer(rank)  # /dev/shm is RAM: nothing of this run stays behind
     ds_config = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,

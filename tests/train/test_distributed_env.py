@@ -1,0 +1,38 @@
+"""Where DeepSpeed's compiled ops go (per Python environment) and the shared-memory file names."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from qvltrain.train import distributed
+
+
+def test_compiled_ops_live_in_the_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert distributed.compiled_ops_in_environment() == str(tmp_path / "torch_extensions")
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "torch_extensions")
+
+
+def test_a_users_extension_folder_wins(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/somewhere/else")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert distributed.compiled_ops_in_environment() is None
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == "/somewhere/else"
+
+
+def test_a_read_only_environment_keeps_torchs_default(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert distributed.compiled_ops_in_environment() is None
+    assert "TORCH_EXTENSIONS_DIR" not in os.environ
+
+
+def test_shm_buffer_name_is_deepspeeds(monkeypatch) -> None:
+    # deepspeed/ops/csrc/cpu/comm/shm.cpp: "%s_%d_%s_%s" (prefix, uid, MASTER_ADDR, MASTER_PORT), then "_%d" rank.
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    expected = f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_127.0.0.1_29500_1"
+    assert distributed.shm_buffer_path(1) == expected
