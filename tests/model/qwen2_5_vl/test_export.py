@@ -1,7 +1,7 @@
 """Qwen2.5-VL end to end: a real 2-rank DeepSpeed ZeRO-3 run of the tiny flavor (launch/train.py,
 model=qwen2_5_vl_tiny) exports a folder that loads as transformers' `Qwen2_5_VLForConditionalGeneration`,
-whose validation loss through our packed forward equals the engine's, and whose plain transformers
-forward (its own positions) gives the same per-sample loss as our packed forward."""
+whose validation loss through our packed forward equals the engine's (our packed forward equals
+transformers' own forward sample by sample: test_packed.py)."""
 
 from __future__ import annotations
 
