@@ -15,6 +15,7 @@ follow the rule the model was trained with (`qvltrain_position_rule` in its conf
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +86,10 @@ def generate(model, prompted: Prompted, tokenizer, max_new_tokens: int) -> str:
             pixels, grids, repeats = collate_patches(items)
             inputs[pixel_key] = to_pixel_values(pixels, grids, repeats)
             inputs[grid_key] = grids
+    seconds = [p.second_per_grid_t for p in sample.patches if p.temporal_repeat == 1]
+    if seconds and "second_per_grid_ts" in inspect.signature(model.forward).parameters:
+        # absolute-time positions (Qwen2.5-VL): the seconds per tube the prompt was rendered with
+        inputs["second_per_grid_ts"] = torch.tensor(seconds, dtype=torch.float32)
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return clean_answer(tokenizer.decode(output[0, length:], skip_special_tokens=False))

@@ -73,3 +73,32 @@ def test_greedy_generation_with_a_video_prompt_uses_the_training_positions() -> 
     expected_transformers, _ = video_prompt(tokenizer, "transformers")
     assert not torch.equal(transformers_seen[0], training)
     assert torch.equal(transformers_seen[0], expected_transformers.position_ids[1:, :prompt_length])
+
+
+def test_heldout_eval_generates_a_decoded_video_at_its_training_positions() -> None:
+    """apps.heldout_eval hands the sample's seconds per tube to `generate` (absolute time)."""
+    import json
+
+    from apps.heldout_eval import generate, prompt_and_reference
+    from tests.model.qwen2_5_vl.fixtures import decoder
+    from tests.vision.media import write_video
+
+    tokenizer = load_tokenizer(None)
+    messages = [
+        {"role": "user", "content": [{"type": "video", "file": "v.mp4"}, {"type": "text", "text": "what"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "a clip"}]},
+    ]
+    raw = {"__key__": "v", "json": json.dumps({"task": "video", "messages": messages}).encode()}
+    raw["v.mp4"] = write_video(100, fps=10, size=(56, 56))  # 2.5 s per tube: 5 positions per tube
+    prompted = prompt_and_reference(decoder(tokenizer)(raw), tokenizer)
+    length = len(prompted.prompt_ids)
+    model = use_position_rule(tiny_reference(tokenizer), "paper")
+    seen: list[torch.Tensor] = []
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: seen.append(kwargs["position_ids"][-3:, 0].clone()), with_kwargs=True
+    )
+    try:
+        generate(model, prompted, tokenizer, max_new_tokens=2)
+    finally:
+        hook.remove()
+    assert torch.equal(seen[0], prompted.sample.position_ids[1:, :length])
