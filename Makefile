@@ -13,6 +13,8 @@ NUM_RANKS ?= 2
 # Seeds the demo's initial weights and data order; `make demo SEED=1 RUNS=runs/demo_seed1`.
 SEED ?= 0
 RUNS ?= runs/demo
+# The demo's model family: `make demo FAMILY=qwen2_5_vl RUNS=runs/demo_qwen2_5_vl` (docs/model-families.md).
+FAMILY ?= qwen2_vl
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup demo data test parity bench gpu-wheels gpu-check-dry-run lint format clean
@@ -33,7 +35,7 @@ data: setup ## Write the demo shards (handwritten digits: caption, grounding, ch
 	@test -f data/digits/video/validation/validation.index.json || $(PY) -m data_recipes.digits --out data/digits
 
 demo: data ## Train the tiny model through the three stages on 2 CPU ranks (ZeRO-3), then evaluate it
-	NUM_RANKS=$(NUM_RANKS) SEED=$(SEED) QVL_PYTHON=$(PY) bash launch/demo.sh $(RUNS)
+	NUM_RANKS=$(NUM_RANKS) SEED=$(SEED) FAMILY=$(FAMILY) QVL_PYTHON=$(PY) bash launch/demo.sh $(RUNS)
 
 test: setup ## Run the test suite (CPU; GPU tests are deselected)
 	$(PY) -m pytest -q --durations=15 tests

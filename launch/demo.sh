@@ -4,10 +4,18 @@
 # metrics by greedy generation. Usage: [SEED=N] launch/demo.sh [RUNS_DIR] (make demo calls it).
 # SEED (default 0) seeds the initial weights (train.seed) and the data stream's order (data.seed).
 # MASTER_PORT (default 29500) is the ranks' rendezvous port: give each demo its own to run two at once.
+# FAMILY (default qwen2_vl) picks the model family's tiny flavor: qwen2_vl (conf/model/tiny.yaml) or
+# qwen2_5_vl (conf/model/qwen2_5_vl_tiny.yaml); docs/model-families.md.
 set -euo pipefail
 RUNS=${1:-runs/demo}
 NUM_RANKS=${NUM_RANKS:-2}
 SEED=${SEED:-0}
+FAMILY=${FAMILY:-qwen2_vl}
+case "$FAMILY" in
+  qwen2_vl) MODEL=tiny ;;
+  qwen2_5_vl) MODEL=qwen2_5_vl_tiny ;;
+  *) echo "FAMILY=$FAMILY: expected qwen2_vl or qwen2_5_vl" >&2; exit 2 ;;
+esac
 PY=${QVL_PYTHON:-.venv/bin/python}
 DATA=data/digits
 export PATH="$(dirname "$PY"):$PATH"
@@ -16,8 +24,8 @@ stage() {  # stage NAME INIT_FROM STEPS [overrides...]
   local name=$1 init=$2 steps=$3; shift 3
   local init_arg=()
   [ -n "$init" ] && init_arg=("model.init_from=$init")
-  echo "== stage $name ($steps steps${init:+, from $init}) =="
-  deepspeed --num_gpus "$NUM_RANKS" --master_port "${MASTER_PORT:-29500}" launch/train.py "+stage=$name" "${init_arg[@]}" \
+  echo "== stage $name ($steps steps${init:+, from $init}, $FAMILY) =="
+  deepspeed --num_gpus "$NUM_RANKS" --master_port "${MASTER_PORT:-29500}" launch/train.py "+stage=$name" "model=$MODEL" "${init_arg[@]}" \
       "train.run_dir=$RUNS/$name" "train.max_steps=$steps" train.schedule.warmup_steps=20 \
       train.validation.every_steps=250 "train.seed=$SEED" "data.seed=$SEED" "$@"
   "$PY" launch/export_hf.py "$RUNS/$name" "$RUNS/export_$name"
