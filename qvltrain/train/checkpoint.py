@@ -176,7 +176,7 @@ def convert_to_universal(directory: str, rank: int) -> str:
             num_merge_workers=1,
             keep_temp_folder=False,
             strict=True,
-            inject_missing_state=False,
+            inject_missing_state=True,  # ZeRO-1/2: the universal info a Megatron client would add
         )
         log = io.StringIO()
         try:
