@@ -30,8 +30,10 @@ def resolve_checkpoint(path: str) -> str:
     raise ValueError(f"{path} is neither a committed checkpoint (no COMMITTED file) nor a run directory")
 
 
-def load_consolidated_model(checkpoint_dir: str, family: ModelFamily):
-    """The checkpoint's model with its ZeRO-3 partitions merged into fp32 weights (no process group)."""
+def load_consolidated_model(checkpoint_dir: str, family: ModelFamily | None = None):
+    """The checkpoint's model with its ZeRO-3 partitions merged into fp32 weights (no process group);
+    `family` defaults to the one the checkpoint was trained with (its meta.json)."""
+    family = family or checkpoint_family(read_meta(checkpoint_dir))
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     state_dict = get_fp32_state_dict_from_zero_checkpoint(
