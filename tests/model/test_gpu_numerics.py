@@ -22,7 +22,7 @@ from transformers import Qwen2VLForConditionalGeneration
 
 from qvltrain.data.batch import pack_samples
 from qvltrain.data.decode import SampleDecoder
-from qvltrain.model import packed_attention
+from qvltrain.model.common import packed_attention
 from qvltrain.model.common.checkpoint_guards import special_token_ids
 from qvltrain.model.common.loss import chunked_token_loss, plain_token_loss
 from qvltrain.model.config import ModelConfig
