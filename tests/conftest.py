@@ -23,6 +23,14 @@ if not TIME_SCALE > 0:
     raise ValueError(f"QVLTRAIN_TEST_TIME_SCALE must be a positive number, got {TIME_SCALE!r}")
 
 
+def pytest_sessionstart(session) -> None:
+    """DeepSpeed's CPU ops are compiled once here, with no deadline running: a multi-process test
+    killed at its deadline mid-build would leave the build lock behind and hang every later one."""
+    from qvltrain.train.distributed import build_cpu_ops
+
+    build_cpu_ops()
+
+
 def deadline_s(seconds: float) -> float:
     """A deadline of `seconds` on this project's 2-core machine, scaled by QVLTRAIN_TEST_TIME_SCALE."""
     return seconds * TIME_SCALE

@@ -27,6 +27,28 @@ def compiled_ops_in_environment() -> str | None:
     return folder
 
 
+def build_cpu_ops() -> list[str]:
+    """Compile DeepSpeed's CPU ops (the shared-memory allreduce, CPU Adam) now, in this process.
+
+    Ranks otherwise compile them on first use, all waiting on one build lock: minutes on a loaded
+    machine, and a rank killed mid-build (a test's deadline, Ctrl-C) leaves the lock behind, after
+    which every later run waits on it forever. The test session calls this once, before any
+    deadline runs. Returns the names of the ops this DeepSpeed can build here (no-op on CUDA).
+    """
+    if not use_cpu_accelerator():
+        return []
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    built = []
+    for builder_name in ("ShareMemCommBuilder", "CPUAdamBuilder"):
+        builder = get_accelerator().create_op_builder(builder_name)
+        if builder is not None and deepspeed.ops.__compatible_ops__.get(builder.NAME, False):
+            builder.load(verbose=False)
+            built.append(builder.NAME)
+    return built
+
+
 def use_cpu_accelerator() -> bool:
     """No CUDA device: DeepSpeed's CPU accelerator and gloo. Must run before deepspeed is imported
     (it also places DeepSpeed's compiled ops, see `compiled_ops_in_environment`)."""
