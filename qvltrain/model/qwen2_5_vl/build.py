@@ -15,11 +15,12 @@ import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from qvltrain.model.common.checkpoint_guards import (
-    POSITION_RULE_KEY,
     check_checkpoint_matches,
     recorded_position_rule,
     special_token_ids,
 )
+from qvltrain.model.common.hf_io import finish_built_model, save_qwen2_vl_image_processor
+from qvltrain.model.common.hf_io import load_checkpoint_model as load_weights_into
 from qvltrain.model.qwen2_5_vl.config import build_hf_config
 from qvltrain.model.qwen2_5_vl.positions import use_position_rule
 
@@ -54,14 +55,7 @@ def build_model(config, tokenizer, *, zero3: bool) -> Qwen2_5_VLForConditionalGe
             config.architecture, special_token_ids(tokenizer), len(tokenizer), config.attn_implementation
         )
         model = Qwen2_5_VLForConditionalGeneration._from_config(hf_config, dtype=torch.float32)
-    if model.config.text_config.vocab_size < len(tokenizer):
-        raise ValueError(
-            f"the model's vocabulary ({model.config.text_config.vocab_size} rows) is smaller than the "
-            f"tokenizer ({len(tokenizer)} tokens): model.tokenizer does not belong to this model"
-        )
-    model.config.use_cache = False
-    setattr(model.config, POSITION_RULE_KEY, config.position_rule)  # saved with every checkpoint and export
-    return model
+    return finish_built_model(model, tokenizer, config.position_rule)
 
 
 def load_pretrained(folder: str) -> Qwen2_5_VLForConditionalGeneration:
@@ -72,27 +66,9 @@ def load_pretrained(folder: str) -> Qwen2_5_VLForConditionalGeneration:
 
 def load_checkpoint_model(hf_config_dir: str, state_dict: dict[str, torch.Tensor]):
     """The model of a checkpoint's saved config with its consolidated fp32 weights (export)."""
-    hf_config = Qwen2_5_VLConfig.from_pretrained(hf_config_dir)
-    with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration(hf_config)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
-    tied = {"lm_head.weight"} if hf_config.tie_word_embeddings else set()
-    if set(missing) - tied or unexpected:
-        raise ValueError(
-            f"checkpoint {os.path.dirname(hf_config_dir)} does not match its config: missing "
-            f"{sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
-    if tied:
-        model.tie_weights()
-    return model.float().eval()
+    return load_weights_into(Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig, hf_config_dir, state_dict)
 
 
 def save_processor(out_dir: str, image_budget: Mapping[str, int]) -> None:
-    """The image processor config under the run's pixel budget (Qwen2.5-VL uses Qwen2-VL's processor:
-    same 14-px patches, 2x2 merge, CLIP mean/std)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": image_budget["min_pixels"], "longest_edge": image_budget["max_pixels"]}
-    )
-    processor.save_pretrained(out_dir)
+    """The image processor config under the run's pixel budget."""
+    save_qwen2_vl_image_processor(out_dir, image_budget)

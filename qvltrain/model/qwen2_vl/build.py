@@ -18,8 +18,9 @@ from qvltrain.model.common.checkpoint_guards import (
     recorded_position_rule,
     special_token_ids,
 )
+from qvltrain.model.common.hf_io import finish_built_model, save_qwen2_vl_image_processor
+from qvltrain.model.common.hf_io import load_checkpoint_model as load_weights_into
 from qvltrain.model.config import ModelConfig
-from qvltrain.model.family import POSITION_RULE_KEY
 from qvltrain.model.qwen2_vl.config import Qwen2VLArchitecture
 from qvltrain.model.qwen2_vl.positions import use_position_rule
 
@@ -104,14 +105,7 @@ def build_model(config: ModelConfig, tokenizer, *, zero3: bool) -> Qwen2VLForCon
             attn=config.attn_implementation,
         )
         model = Qwen2VLForConditionalGeneration._from_config(hf_config, dtype=torch.float32)
-    if model.config.text_config.vocab_size < len(tokenizer):
-        raise ValueError(
-            f"the model's vocabulary ({model.config.text_config.vocab_size} rows) is smaller than the "
-            f"tokenizer ({len(tokenizer)} tokens): model.tokenizer does not belong to this model"
-        )
-    model.config.use_cache = False
-    setattr(model.config, POSITION_RULE_KEY, config.position_rule)  # saved with every checkpoint and export
-    return model
+    return finish_built_model(model, tokenizer, config.position_rule)
 
 
 def load_pretrained(folder: str) -> Qwen2VLForConditionalGeneration:
@@ -122,26 +116,9 @@ def load_pretrained(folder: str) -> Qwen2VLForConditionalGeneration:
 
 def load_checkpoint_model(hf_config_dir: str, state_dict: dict[str, torch.Tensor]):
     """The model of a checkpoint's saved config with its consolidated fp32 weights (export)."""
-    hf_config = Qwen2VLConfig.from_pretrained(hf_config_dir)
-    with torch.device("meta"):
-        model = Qwen2VLForConditionalGeneration(hf_config)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
-    tied = {"lm_head.weight"} if hf_config.tie_word_embeddings else set()
-    if set(missing) - tied or unexpected:
-        raise ValueError(
-            f"checkpoint {os.path.dirname(hf_config_dir)} does not match its config: missing "
-            f"{sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
-    if tied:
-        model.tie_weights()
-    return model.float().eval()
+    return load_weights_into(Qwen2VLForConditionalGeneration, Qwen2VLConfig, hf_config_dir, state_dict)
 
 
 def save_processor(out_dir: str, image_budget: Mapping[str, int]) -> None:
-    """Qwen2-VL's image processor config under the run's pixel budget."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": image_budget["min_pixels"], "longest_edge": image_budget["max_pixels"]}
-    )
-    processor.save_pretrained(out_dir)
+    """The image processor config under the run's pixel budget."""
+    save_qwen2_vl_image_processor(out_dir, image_budget)
