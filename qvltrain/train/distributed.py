@@ -27,6 +27,25 @@ def compiled_ops_in_environment() -> str | None:
     return folder
 
 
+def environment_build_tools_first() -> str | None:
+    """Put this Python environment's `bin/` first on PATH when it holds its own `ninja`.
+
+    torch compiles DeepSpeed's ops by running whichever `ninja` PATH finds first. A machine with a
+    system ninja (Debian's 1.11) beside the environment's (the pip wheel, 1.13) then builds with
+    one or the other depending on how a process was started: the two disagree on `.ninja_log`'s
+    command hashes, so each rebuilds what the other built, every rank waits on the build lock, and a
+    rank killed mid-build leaves that lock behind. Returns the folder put first (None: unchanged).
+    """
+    folder = os.path.dirname(sys.executable)
+    if not os.access(os.path.join(folder, "ninja"), os.X_OK):
+        return None
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if path and path[0] == folder:
+        return None
+    os.environ["PATH"] = os.pathsep.join([folder] + [entry for entry in path if entry and entry != folder])
+    return folder
+
+
 def build_cpu_ops() -> list[str]:
     """Compile DeepSpeed's CPU ops (the shared-memory allreduce, CPU Adam) now, in this process.
 
@@ -51,8 +70,10 @@ def build_cpu_ops() -> list[str]:
 
 def use_cpu_accelerator() -> bool:
     """No CUDA device: DeepSpeed's CPU accelerator and gloo. Must run before deepspeed is imported
-    (it also places DeepSpeed's compiled ops, see `compiled_ops_in_environment`)."""
+    (it also places DeepSpeed's compiled ops and picks their build tool, see
+    `compiled_ops_in_environment` and `environment_build_tools_first`)."""
     compiled_ops_in_environment()
+    environment_build_tools_first()
     if torch.cuda.is_available():
         return False
     os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -30,6 +30,27 @@ def test_a_read_only_environment_keeps_torchs_default(tmp_path, monkeypatch) -> 
     assert "TORCH_EXTENSIONS_DIR" not in os.environ
 
 
+def test_the_environments_ninja_comes_first(tmp_path, monkeypatch) -> None:
+    # Two ninja versions (system 1.11, pip 1.13) hash build commands differently: each rebuilt the
+    # other's ops. The environment's own must win in every process, however it was started.
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "ninja").write_text("#!/bin/sh\n")
+    (bin_dir / "ninja").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", str(bin_dir), "/bin"]))
+    assert distributed.environment_build_tools_first() == str(bin_dir)
+    assert os.environ["PATH"].split(os.pathsep) == [str(bin_dir), "/usr/bin", "/bin"]
+    assert distributed.environment_build_tools_first() is None  # already first: unchanged
+
+
+def test_an_environment_without_ninja_leaves_path_alone(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert distributed.environment_build_tools_first() is None
+    assert os.environ["PATH"] == "/usr/bin:/bin"
+
+
 def test_shm_buffer_name_is_deepspeeds(monkeypatch) -> None:
     # deepspeed/ops/csrc/cpu/comm/shm.cpp: "%s_%d_%s_%s" (prefix, uid, MASTER_ADDR, MASTER_PORT), then "_%d" rank.
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
