@@ -51,7 +51,7 @@ $(PARITY_VENV)/.installed: pyproject.toml
 	@touch $@
 
 parity: $(PARITY_VENV)/.installed ## Oracle parity including the video processor (needs torchvision: own venv)
-	$(PARITY_VENV)/bin/python -m pytest -q tests/vision tests/text
+	$(PARITY_VENV)/bin/python -m pytest -q tests/vision tests/text tests/model/qwen2_5_vl/test_processor_parity.py
 
 bench: setup ## Benchmarks (JSON under bench_results/, tables to paste into docs/benchmarks.md)
 	$(PY) -m apps.bench.vision

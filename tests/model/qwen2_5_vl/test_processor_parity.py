@@ -2,10 +2,11 @@
 processor transformers maps `qwen2_5_vl` to (PIL backend), and ids, modality types, positions and
 `second_per_grid_ts` from `Qwen2_5_VLProcessor` + `Qwen2_5_VLModel.get_rope_index`.
 
-transformers' video processor needs torchvision, which is not installed: video PIXEL parity is
-skipped with that reason (the Qwen2-VL video-row test, tests/vision/test_video_parity.py, covers the
-same Qwen2VLVideoProcessor that Qwen2.5-VL maps to when torchvision is there). For ids and times a
-stand-in returns the grids and sampled fps we chose; the processor's own code turns the fps into
+transformers' video processor needs torchvision, which does not import beside the project venv's CPU
+torch: the real-video test (a decoded MP4 through Qwen2_5_VLProcessor and its real video processor:
+rows, grid, `second_per_grid_ts` at dynamic rates, ids, positions) runs in the parity venv
+(`make parity`) and skips here with that reason. For ids and times on many conversations a stand-in
+returns the grids and sampled fps we chose; the processor's own code turns the fps into
 `second_per_grid_ts` and the grids into pad tokens.
 """
 
@@ -144,3 +145,81 @@ def test_ids_types_positions_and_seconds_equal_the_processor() -> None:
         )
         assert torch.equal(sample.position_ids[1:], expected), text
     assert num_fractional > 3
+
+
+# (name, frames, source fps, (height, width), VideoBudget overrides): a clip sampled at the nominal
+# 2 fps, one long enough that max_frames lowers the rate, one short enough that min_frames raises it.
+REAL_CLIPS = [
+    ("nominal-2fps", 40, 10, (56, 84), {}),
+    ("max-frames-slows", 90, 10, (48, 64), {"max_frames": 6}),
+    ("min-frames-speeds", 9, 25, (60, 44), {"min_frames": 6}),
+]
+
+
+@pytest.mark.parametrize("clip", REAL_CLIPS, ids=[clip[0] for clip in REAL_CLIPS])
+def test_a_real_video_through_the_qwen2_5_vl_processor_equals_ours(clip) -> None:
+    """A real encoded video end to end through transformers' Qwen2_5_VLProcessor with its real video
+    processor (torchvision; `make parity`), fed the frames we sample and their source metadata: pixel
+    rows, grid, `second_per_grid_ts` (from the dynamic rate) and ids equal ours, and the positions
+    equal `get_rope_index` on the processor's own outputs."""
+    try:
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    except (ImportError, RuntimeError) as error:  # a torchvision built for another torch raises RuntimeError
+        pytest.skip(f"transformers' video processor needs torchvision ({error}); run `make parity`")
+    from qvltrain.vision import VideoBudget, video_to_patches
+    from qvltrain.vision.sampling import num_sampled_frames, sample_frame_indices
+    from qvltrain.vision.video_decode import DecordVideo
+    from tests.vision.media import write_video
+
+    name, num_frames, fps, size, overrides = clip
+    max_video_tokens = 64
+    budget = VideoBudget(
+        min_pixels=4 * 784, max_pixels=32 * 784, total_pixels=int(max_video_tokens * 784 * 0.9), **overrides
+    )
+    data = write_video(num_frames, fps=fps, size=size)
+    ours = video_to_patches(data, budget, name)
+
+    video = DecordVideo(data, name)
+    total = video.info.num_frames
+    indices = sample_frame_indices(total, num_sampled_frames(total, video.info.fps, budget, name))
+    frames = torch.cat(video.frames(indices)).numpy()
+    tokenizer = load_tokenizer(None)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=qwen2_5_vl_image_processor_class()(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(
+            min_pixels=budget.min_pixels, max_pixels=budget.max_pixels,
+            cap_pixels_per_frame=True, max_video_tokens=max_video_tokens,
+        ),
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )  # fmt: skip
+    messages = [
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Which way does it move?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "left"}]},
+    ]
+    text = processor.apply_chat_template(messages, tokenize=False)
+    metadata = {"total_num_frames": total, "fps": video.info.fps, "frames_indices": indices}
+    outputs = processor(
+        text=[text], videos=[frames], video_metadata=[metadata], do_sample_frames=False, return_tensors="pt"
+    )
+
+    assert ours.grid_thw == tuple(outputs["video_grid_thw"][0].tolist())
+    torch.testing.assert_close(
+        patches_to_pixel_values(ours), outputs["pixel_values_videos"], rtol=0, atol=1e-5
+    )
+    seconds = float(outputs["second_per_grid_ts"][0])
+    assert ours.second_per_grid_t == pytest.approx(seconds, rel=1e-6)
+    if overrides:  # the rate moved off the nominal 2 fps: one tube spans other than one second
+        assert abs(seconds - 1.0) > 0.1
+    sample = render_sample(
+        [
+            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Which way does it move?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "left"}]},
+        ],
+        [ours.grid_thw], [], TokenizerInfo.from_tokenizer(tokenizer),
+        RenderConfig(position_rule="transformers", tokens_per_second=2),
+        video_second_per_grid=[ours.second_per_grid_t],
+    )  # fmt: skip
+    assert sample.input_ids.tolist() == outputs["input_ids"][0].tolist()
+    expected = RopeIndexOracle()(outputs["mm_token_type_ids"][0], [], [ours.grid_thw], [seconds])
+    assert torch.equal(sample.position_ids[1:], expected)
