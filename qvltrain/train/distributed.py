@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import sys
+import time
 import warnings
 
 import torch
@@ -46,6 +47,35 @@ def environment_build_tools_first() -> str | None:
     return folder
 
 
+STALE_BUILD_LOCK_S = 900.0
+"""A build lock older than this was left by a killed build: compiling one op takes about a minute."""
+
+
+def remove_stale_build_locks(max_age_s: float = STALE_BUILD_LOCK_S) -> list[str]:
+    """Remove build locks in TORCH_EXTENSIONS_DIR that a killed build left behind.
+
+    torch takes `<op>/lock` for a build and removes it when done; a process killed mid-build (a
+    deadline, Ctrl-C, an OOM kill) leaves it, and every later start waits on it forever. Locks older
+    than `max_age_s` are removed with a warning. Returns the removed paths.
+    """
+    folder = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if not folder or not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        lock = os.path.join(folder, name, "lock")
+        try:
+            age_s = time.time() - os.path.getmtime(lock)
+            if age_s <= max_age_s:
+                continue
+            os.remove(lock)
+        except OSError:  # no lock, or another process removed it first
+            continue
+        warnings.warn(f"removed {lock}: a build lock {age_s:.0f} s old, left by a killed build", stacklevel=2)
+        removed.append(lock)
+    return removed
+
+
 def build_cpu_ops() -> list[str]:
     """Compile DeepSpeed's CPU ops (the shared-memory allreduce, CPU Adam) now, in this process.
 
@@ -70,10 +100,11 @@ def build_cpu_ops() -> list[str]:
 
 def use_cpu_accelerator() -> bool:
     """No CUDA device: DeepSpeed's CPU accelerator and gloo. Must run before deepspeed is imported
-    (it also places DeepSpeed's compiled ops and picks their build tool, see
-    `compiled_ops_in_environment` and `environment_build_tools_first`)."""
+    (it also places DeepSpeed's compiled ops, picks their build tool and clears a killed build's lock:
+    `compiled_ops_in_environment`, `environment_build_tools_first`, `remove_stale_build_locks`)."""
     compiled_ops_in_environment()
     environment_build_tools_first()
+    remove_stale_build_locks()
     if torch.cuda.is_available():
         return False
     os.environ.setdefault("DS_ACCELERATOR", "cpu")

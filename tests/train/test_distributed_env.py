@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+
+import pytest
 
 from qvltrain.train import distributed
 
@@ -49,6 +52,21 @@ def test_an_environment_without_ninja_leaves_path_alone(tmp_path, monkeypatch) -
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert distributed.environment_build_tools_first() is None
     assert os.environ["PATH"] == "/usr/bin:/bin"
+
+
+def test_a_killed_builds_lock_is_removed_a_running_ones_kept(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    for name in ("deepspeed_shm_comm", "cpu_adam", "no_lock"):
+        (tmp_path / name).mkdir()
+    stale, fresh = tmp_path / "deepspeed_shm_comm" / "lock", tmp_path / "cpu_adam" / "lock"
+    stale.touch()
+    fresh.touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    with pytest.warns(UserWarning, match="left by a killed build"):
+        assert distributed.remove_stale_build_locks() == [str(stale)]
+    assert not stale.exists() and fresh.exists()
+    assert distributed.remove_stale_build_locks() == []
 
 
 def test_shm_buffer_name_is_deepspeeds(monkeypatch) -> None:
