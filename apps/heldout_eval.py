@@ -9,7 +9,9 @@ exact matches of the generated answer; `grounding` scores boxes with IoU >= 0.5 
 reference box, both parsed in the model family's box format (`qvltrain.text.box_parsing.BOX_PARSERS`;
 Qwen2-VL: [0, 1000) coordinates from `<|box_start|>(x1,y1),(x2,y2)<|box_end|>`). The family comes
 from the export's config.json `model_type`. Positions, in the prompt and for every generated token,
-follow the rule the model was trained with (`qvltrain_position_rule` in its config.json).
+follow the rule the model was trained with (`qvltrain_position_rule` in its config.json). Answers
+may run to the longest reference answer + 16 tokens (`--max-new-tokens` to change), so no well-formed
+answer is cut.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class Prompted:
     prompt_ids: torch.Tensor  # [P] int64
     reference: str
     sample: DecodedSample
+    reference_tokens: int  # the reference answer's length in tokens, end of turn included
+
+
+ANSWER_SLACK_TOKENS = 16
+"""Tokens a generated answer may run past the longest reference answer."""
 
 
 def last_trained_span(labels: torch.Tensor) -> tuple[int, int]:
@@ -55,7 +62,14 @@ def last_trained_span(labels: torch.Tensor) -> tuple[int, int]:
 def prompt_and_reference(sample: DecodedSample, tokenizer) -> Prompted:
     start, end = last_trained_span(sample.labels)
     reference = tokenizer.decode(sample.input_ids[start:end], skip_special_tokens=False)
-    return Prompted(sample.key, sample.input_ids[:start], clean_answer(reference), sample)
+    return Prompted(sample.key, sample.input_ids[:start], clean_answer(reference), sample, end - start)
+
+
+def answer_budget(prompts: list[Prompted], slack: int = ANSWER_SLACK_TOKENS) -> int:
+    """New tokens a generated answer may take: the longest reference plus `slack`, so a well-formed
+    answer is never cut (a Qwen2.5-VL JSON box takes ~40 tokens of the tiny tokenizer; a fixed cap
+    of 32 scored every such box as unparsable)."""
+    return max(prompted.reference_tokens for prompted in prompts) + slack
 
 
 def clean_answer(text: str) -> str:
@@ -126,7 +140,13 @@ def read_prompts(
 
 
 def evaluate_task(
-    model_dir: str, shards: str, task: str, limit: int, budget: ImageBudget, video_budget: VideoBudget
+    model_dir: str,
+    shards: str,
+    task: str,
+    limit: int,
+    budget: ImageBudget,
+    video_budget: VideoBudget,
+    max_new_tokens: int | None = None,
 ) -> dict:
     tokenizer = load_tokenizer(model_dir)
     family = family_of_hf_config(AutoConfig.from_pretrained(model_dir, local_files_only=True))
@@ -141,9 +161,10 @@ def evaluate_task(
         )
     if not prompts:
         raise ValueError(f"no usable samples in {shards}")
+    max_new_tokens = max_new_tokens or answer_budget(prompts)
     hits = 0
     for prompted in prompts:
-        answer = generate(model, prompted, tokenizer, max_new_tokens=32)
+        answer = generate(model, prompted, tokenizer, max_new_tokens=max_new_tokens)
         if task == "grounding":
             predicted, reference = parse_box(answer), parse_box(prompted.reference)
             hit = predicted is not None and reference is not None and box_iou(predicted, reference) >= 0.5
@@ -151,7 +172,13 @@ def evaluate_task(
             hit = answer == prompted.reference
         hits += int(hit)
     metric = "grounding_iou50_accuracy" if task == "grounding" else "exact_match_accuracy"
-    return {"task": task, "shards": shards, "num_samples": len(prompts), metric: hits / len(prompts)}
+    return {
+        "task": task,
+        "shards": shards,
+        "num_samples": len(prompts),
+        metric: hits / len(prompts),
+        "max_new_tokens": max_new_tokens,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,12 +190,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-pixels", type=int, default=3136)
     parser.add_argument("--max-pixels", type=int, default=50176)
     parser.add_argument("--video-total-pixels", type=int, default=16 * 50176)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help=f"generation cap (default: the longest reference answer + {ANSWER_SLACK_TOKENS} tokens)",
+    )
     args = parser.parse_args(argv)
+    if args.max_new_tokens is not None and args.max_new_tokens <= 0:
+        parser.error(f"--max-new-tokens={args.max_new_tokens}: must be positive")
     budget = ImageBudget(min_pixels=args.min_pixels, max_pixels=args.max_pixels)
     video_budget = VideoBudget(
         total_pixels=args.video_total_pixels, min_pixels=args.min_pixels, max_pixels=args.max_pixels
     )
-    print(json.dumps(evaluate_task(args.model_dir, args.shards, args.task, args.limit, budget, video_budget)))
+    result = evaluate_task(
+        args.model_dir, args.shards, args.task, args.limit, budget, video_budget, args.max_new_tokens
+    )
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

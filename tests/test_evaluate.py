@@ -1,10 +1,17 @@
-"""The evaluation helpers: prompt/reference split from the rendered sample, box IoU."""
+"""The evaluation helpers: prompt/reference split from the rendered sample, box IoU, answer budget."""
 
 from __future__ import annotations
 
 import torch
 
-from apps.heldout_eval import box_iou, clean_answer, last_trained_span
+from apps.heldout_eval import (
+    ANSWER_SLACK_TOKENS,
+    Prompted,
+    answer_budget,
+    box_iou,
+    clean_answer,
+    last_trained_span,
+)
 
 
 def test_last_trained_span_finds_the_final_answer() -> None:
@@ -32,3 +39,25 @@ def test_boxes_are_parsed_in_the_family_format_and_round_trip() -> None:
     assert parse("no box here") is None
     rendered = BOX_FORMATTERS["qwen2_vl"]([412, 88, 630, 301], (1024, 768))
     assert parse(rendered.text) == (402, 114, 615, 391)  # docs/formats.md's example
+
+
+def test_a_qwen2_5_vl_box_answer_fits_the_answer_budget() -> None:
+    """Its JSON box is longer than the 32 tokens the evaluation once allowed: every answer was cut
+    before its closing bracket and scored as unparsable (15.5% grounding on a trained demo model)."""
+    from qvltrain.text.box_parsing import BOX_PARSERS
+    from qvltrain.text.grounding import BOX_FORMATTERS
+    from qvltrain.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(None)
+    box = BOX_FORMATTERS["qwen2_5_vl"]([79, 3, 107, 31], (112, 112), (112, 112)).text
+    if "<|box_start|>" not in box:
+        box = f"<|box_start|>{box}<|box_end|>"
+    answer = f"<|object_ref_start|>the 3<|object_ref_end|>{box}<|im_end|>"  # as the demo's references
+    num_tokens = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+    assert num_tokens > 32
+    short = Prompted("short", torch.zeros(3, dtype=torch.long), "a handwritten 7", None, 6)
+    long = Prompted("box", torch.zeros(3, dtype=torch.long), answer, None, num_tokens)
+    assert answer_budget([short, long]) == num_tokens + ANSWER_SLACK_TOKENS
+    cut = tokenizer.decode(tokenizer(answer, add_special_tokens=False)["input_ids"][:32])
+    assert BOX_PARSERS["qwen2_5_vl"](cut) is None  # what a cap of 32 left of it
+    assert BOX_PARSERS["qwen2_5_vl"](answer) == (79, 3, 107, 31)
