@@ -212,10 +212,7 @@ def test_a_real_video_through_the_qwen2_5_vl_processor_equals_ours(clip) -> None
     if overrides:  # the rate moved off the nominal 2 fps: one tube spans other than one second
         assert abs(seconds - 1.0) > 0.1
     sample = render_sample(
-        [
-            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Which way does it move?"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "left"}]},
-        ],
+        messages,
         [ours.grid_thw], [], TokenizerInfo.from_tokenizer(tokenizer),
         RenderConfig(position_rule="transformers", tokens_per_second=2),
         video_second_per_grid=[ours.second_per_grid_t],
